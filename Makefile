@@ -1,0 +1,47 @@
+# hashbench — run `make help` for the list of targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Tests and demos never wait on the network: W&B stays offline and the HF hub is not contacted.
+export WANDB_MODE ?= offline
+export HF_HUB_OFFLINE ?= 1
+export PYTHONUNBUFFERED := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-all lint format bench demo clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | sort | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/hashbench: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev,clip]"
+	@touch $@
+
+install: $(BIN)/hashbench ## Create .venv and install hashbench with the pinned, tested versions (constraints.txt)
+
+test: install ## Run the test suite (skips tests marked slow/data; what CI runs)
+	$(BIN)/python -m pytest -q -m "not slow and not data"
+
+test-all: install ## Run every test, slow ones included (data tests still need the datasets)
+	$(BIN)/python -m pytest -q
+
+lint: install ## ruff check + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Apply ruff's formatter and autofixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install ## Run the speed/memory benchmarks and print their tables
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+demo: install ## The main job end to end on the offline default (Fashion-MNIST)
+	$(BIN)/hashbench fit --model DPSH --data fashion-mnist --model.n_bits 48 --trainer.max_epochs 3
+	
+clean: ## Remove caches and run outputs (keeps .venv and the results store)
+	rm -rf .pytest_cache .ruff_cache lightning_logs runs wandb
