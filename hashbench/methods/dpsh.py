@@ -1,0 +1,95 @@
+"""DPSH: Deep Supervised Hashing with Pairwise Labels.
+
+Wu-Jun Li, Sheng Wang, Wang-Cheng Kang. "Feature Learning based Deep Supervised Hashing with Pairwise Labels".
+IJCAI 2016. https://www.ijcai.org/Proceedings/16/Papers/245.pdf — official code (MatConvNet):
+https://cs.nju.edu.cn/lwj/code/DPSH_code.rar; authors' PyTorch port: https://github.com/jiangqy/DPSH-pytorch.
+
+The network outputs relaxed codes u; the pairwise label likelihood p(S_ij | u_i, u_j) = σ(Θ_ij)^S_ij
+(1 − σ(Θ_ij))^(1−S_ij) with Θ_ij = ½ u_iᵀu_j is maximised over pairs of a mini-batch image i and *every*
+training image j, whose latest outputs are kept in a memory bank, plus a quantization penalty η‖b_i − u_i‖².
+
+Deviations from the paper:
+- The relaxed codes are tanh outputs (the authors' PyTorch port and DeepHash-pytorch do the same); the paper's
+  MatConvNet code uses the raw linear output.
+- The discrete codes B are not a separate optimisation variable updated in closed form; b_i = sign(u_i) is used
+  inside the loss (as in the authors' PyTorch port).
+- Normalisation: both terms are divided by N·B (training-set size × batch size), as in
+  ../shared/specs/methods.md, which keeps the loss scale independent of N.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hashbench.methods.base import HashingMethod, Paper
+from hashbench.nn.losses import label_similarity, log1p_exp
+from hashbench.registry import register_method
+
+__all__ = ["dpsh_loss", "DPSH"]
+
+
+def dpsh_loss(u: Tensor, labels: Tensor, bank_u: Tensor, bank_labels: Tensor, eta: float = 10.0) -> dict[str, Tensor]:
+    """DPSH loss of a batch against the whole training set.
+
+    Args:
+        u: relaxed codes of the batch [B, K].
+        labels: multi-hot labels of the batch [B, C].
+        bank_u: relaxed codes of all N training images [N, K] (memory bank, the batch already written in).
+        bank_labels: their labels [N, C].
+        eta: weight of the quantization term (η in Eq. 6 of the paper).
+
+    Returns:
+        ``likelihood``, ``quantization`` and their sum ``loss``.
+    """
+    n = bank_u.shape[0]
+    theta = 0.5 * u @ bank_u.T
+    s = label_similarity(labels, bank_labels)
+    # -(S·Θ - log(1 + e^Θ)), with a stable log(1 + e^x).
+    likelihood = (log1p_exp(theta) - s * theta).sum() / (n * u.shape[0])
+    quantization = eta * (u - torch.sign(u).detach()).pow(2).sum() / (n * u.shape[0])
+    return {"likelihood": likelihood, "quantization": quantization, "loss": likelihood + quantization}
+
+
+@register_method
+class DPSH(HashingMethod):
+    """Deep pairwise-supervised hashing with a training-set memory bank (Li et al., IJCAI 2016)."""
+
+    paper = Paper(
+        title="Feature Learning based Deep Supervised Hashing with Pairwise Labels",
+        authors="Wu-Jun Li, Sheng Wang, Wang-Cheng Kang",
+        venue="IJCAI",
+        year=2016,
+        url="https://www.ijcai.org/Proceedings/16/Papers/245.pdf",
+        code="https://github.com/jiangqy/DPSH-pytorch",
+    )
+    supervision = "pairwise"
+    paper_training = {
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "weight_decay": 1e-5,
+        "scheduler": "step",
+        "lr_step": 50,
+        "lr_gamma": 0.1,
+        "max_epochs": 150,
+        "batch_size": 128,
+    }  # Sec. 4.1 / authors' port
+
+    def __init__(self, n_bits: int = 48, eta: float = 10.0, **kwargs: Any) -> None:  # η: Eq. (6), value Sec. 4.1
+        super().__init__(n_bits=n_bits, **kwargs)
+        self.eta = eta
+
+    def on_data_configured(self) -> None:
+        self.add_memory_bank("codes", self.n_bits)
+        self.add_memory_bank("labels", self.hparams.num_classes)
+
+    def compute_loss(self, batch: Any) -> dict[str, Tensor]:
+        u = self(batch.image)
+        self.update_memory_bank("codes", batch.index, u)
+        self.update_memory_bank("labels", batch.index, batch.labels)
+        bank_u = self.memory_bank("codes").values.clone()
+        # The batch's own rows carry gradient; the rest of the bank is a constant.
+        bank_u[batch.index] = u
+        return dpsh_loss(u, batch.labels, bank_u, self.memory_bank("labels").values, self.eta)
