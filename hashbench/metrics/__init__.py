@@ -1,4 +1,4 @@
-# PROVISIONAL minimal metric so the framework can run until the exact evaluator (metrics branch) lands; replaced at merge.
+# PROVISIONAL minimal metric until the exact evaluator (metrics branch) lands; replaced at merge.
 import torch
 from torchmetrics import Metric
 

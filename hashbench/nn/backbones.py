@@ -81,18 +81,13 @@ class Backbone(nn.Module):
 
 
 def _compact_cnn(in_channels: int) -> Backbone:
-    # Three conv stages (28 -> 14 -> 7 for Fashion-MNIST, 32 -> 16 -> 8 for CIFAR): about 2 M multiply-adds per
-    # 28 px image, so a 64k-image database encodes in seconds on two CPU cores.
-    def stage(cin: int, cout: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    # Two stride-2 convolutions (28 -> 14 -> 7 for Fashion-MNIST, 32 -> 16 -> 8 for CIFAR) then a 128-channel
+    # conv: ~4.6 M multiply-adds per 28 px image and few large elementwise tensors, so an epoch of 4,500 images
+    # trains in seconds and a 64k-image database encodes in about 6 s on two CPU cores.
+    def stage(cin: int, cout: int, stride: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
-    body = nn.Sequential(
-        *stage(in_channels, 32),
-        nn.MaxPool2d(2),
-        *stage(32, 64),
-        nn.MaxPool2d(2),
-        *stage(64, 128),
-    )
+    body = nn.Sequential(*stage(in_channels, 32, 2), *stage(32, 64, 2), *stage(64, 128, 1))
     head = nn.Sequential(
         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(128 * 4, 256), nn.ReLU(inplace=True), nn.Dropout(0.2)
     )
