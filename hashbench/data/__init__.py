@@ -10,7 +10,9 @@ Example:
 from hashbench.data.base import HashingDataModule
 from hashbench.data.batch import CrossModalBatch, HashBatch
 from hashbench.data.cifar import CIFAR10DataModule
+from hashbench.data.crossmodal import CrossModalClipDataModule, CrossModalMatDataModule
 from hashbench.data.fashion_mnist import FashionMNISTDataModule
+from hashbench.data.listfile import ListFileDataModule
 from hashbench.data.protocols import PROTOCOLS, Protocol, get_protocol, list_protocols
 from hashbench.data.registry import create_datamodule, datamodule_class_for, datamodule_class_path
 from hashbench.data.roots import DatasetNotFoundError
@@ -20,10 +22,13 @@ from hashbench.data.svhn import SVHNDataModule
 __all__ = [
     "CIFAR10DataModule",
     "CrossModalBatch",
+    "CrossModalClipDataModule",
+    "CrossModalMatDataModule",
     "DatasetNotFoundError",
     "FashionMNISTDataModule",
     "HashBatch",
     "HashingDataModule",
+    "ListFileDataModule",
     "PROTOCOLS",
     "Protocol",
     "SVHNDataModule",
