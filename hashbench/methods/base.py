@@ -294,7 +294,8 @@ class HashingMethod(L.LightningModule):
 
     def _eval_step(self, metric: Any, batch: Any, dataloader_idx: int) -> None:
         role = "query" if dataloader_idx == 0 else "database"
-        metric.update(self.encode_eval_batch(batch, dataloader_idx), batch.labels, role=role)
+        # Item ids let the metric drop the repeats that DDP's distributed sampler pads evaluation loaders with.
+        metric.update(self.encode_eval_batch(batch, dataloader_idx), batch.labels, role=role, indexes=batch.index)
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(self.val_retrieval, batch, dataloader_idx)

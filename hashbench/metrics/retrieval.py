@@ -38,6 +38,21 @@ __all__ = ["HashingRetrieval"]
 _ROLES = ("query", "database")
 
 
+def _unique_items(codes: list[Tensor] | Tensor, labels: list[Tensor] | Tensor, indexes: list[Tensor] | Tensor):
+    """Concatenate a role's states; with item ids, keep the first occurrence of each id."""
+    codes, labels = dim_zero_cat(codes), dim_zero_cat(labels)
+    if _is_empty(indexes):
+        return codes, labels
+    ids = dim_zero_cat(indexes)
+    if ids.shape[0] != codes.shape[0]:
+        raise ValueError("indexes were given for some batches only; give them for every batch or for none.")
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    positions = torch.arange(ids.shape[0], device=ids.device)
+    first = torch.full((unique.shape[0],), ids.shape[0], dtype=torch.long, device=ids.device)
+    first = first.scatter_reduce(0, inverse, positions, reduce="amin").sort().values
+    return codes[first], labels[first]
+
+
 def _is_empty(state: list[Tensor] | Tensor) -> bool:
     # After a DDP sync torchmetrics replaces a list state by the concatenated tensor.
     return state.numel() == 0 if isinstance(state, Tensor) else len(state) == 0
@@ -95,20 +110,24 @@ class HashingRetrieval(Metric):
         self.ties = ties
         self.pr_curve = pr_curve
         self.chunk_size = chunk_size
-        for name in ("query_codes", "query_labels", "db_codes", "db_labels"):
+        for name in ("query_codes", "query_labels", "db_codes", "db_labels", "query_indexes", "db_indexes"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, codes: Tensor, labels: Tensor, role: str = "query") -> None:
+    def update(self, codes: Tensor, labels: Tensor, role: str = "query", indexes: Tensor | None = None) -> None:
         """Store a batch of codes and labels.
 
         Args:
             codes: ``[B, K]`` binary codes (``{-1, +1}``, ``{0, 1}`` or bool; stored as int8 ``-1/+1``).
             labels: ``[B]`` class indices or ``[B, C]`` multi-hot (stored as ``uint8``); use one format per role.
             role: ``"query"`` or ``"database"``.
+            indexes: optional ``[B]`` item ids (position in the query or database split). When given, an item
+                seen twice is counted once: under DDP, Lightning's distributed sampler pads the evaluation
+                loaders to a multiple of the world size by repeating items, and the ids let :meth:`compute`
+                drop those repeats after the gather. Give them for every batch of a role or for none.
 
         Raises:
             ValueError: for an unknown role, non-binary codes, mismatched rows, or a change of bit length or
-                label format between batches.
+                label format between batches, or indexes given for some batches of a role but not others.
         """
         if role not in _ROLES:
             raise ValueError(f"role must be 'query' or 'database', got {role!r}.")
@@ -133,6 +152,13 @@ class HashingRetrieval(Metric):
                 )
             if label_state[0].dim() != stored_labels.dim() or label_state[0].shape[1:] != stored_labels.shape[1:]:
                 raise ValueError(f"{role} labels changed format between batches; use one label format per role.")
+        index_state = self.query_indexes if role == "query" else self.db_indexes
+        if code_state and bool(index_state) != (indexes is not None):
+            raise ValueError(f"give indexes for every {role} batch or for none.")
+        if indexes is not None:
+            if indexes.shape != (packed.shape[0],):
+                raise ValueError(f"indexes must have shape [{packed.shape[0]}], got {tuple(indexes.shape)}.")
+            index_state.append(indexes.detach().long())
         code_state.append(packed)
         label_state.append(stored_labels)
 
@@ -147,11 +173,13 @@ class HashingRetrieval(Metric):
                 "HashingRetrieval needs both query and database items: call update(..., role='query') and "
                 "update(..., role='database') before compute()."
             )
+        q_codes, q_labels = _unique_items(self.query_codes, self.query_labels, self.query_indexes)
+        d_codes, d_labels = _unique_items(self.db_codes, self.db_labels, self.db_indexes)
         return retrieval_report(
-            dim_zero_cat(self.query_codes),
-            dim_zero_cat(self.db_codes),
-            dim_zero_cat(self.query_labels),
-            dim_zero_cat(self.db_labels),
+            q_codes,
+            d_codes,
+            q_labels,
+            d_labels,
             ks=self.ks,
             radius=self.radius,
             ns=self.ns,

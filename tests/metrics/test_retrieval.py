@@ -128,3 +128,27 @@ def test_ddp_two_processes_equal_single_process() -> None:
         mp.spawn(ddp_script.worker, args=(2, ddp_script.free_port(), out_dir), nprocs=2, join=True)
         for rank in range(2):
             _assert_same(torch.load(os.path.join(out_dir, f"rank{rank}.pt")), want)
+
+
+def test_repeated_items_with_indexes_are_counted_once() -> None:
+    """DDP's distributed sampler pads evaluation loaders by repeating items; ids let compute() drop them."""
+    g = torch.Generator().manual_seed(3)
+    q = torch.randint(0, 2, (7, 12), generator=g) * 2 - 1
+    d = torch.randint(0, 2, (13, 12), generator=g) * 2 - 1
+    ql, dl = torch.randint(0, 3, (7,), generator=g), torch.randint(0, 3, (13,), generator=g)
+    plain = HashingRetrieval(ks=(None, 5))
+    plain.update(q, ql, role="query")
+    plain.update(d, dl, role="database")
+    padded = HashingRetrieval(ks=(None, 5))
+    qi, di = torch.arange(7), torch.arange(13)
+    padded.update(q[4:], ql[4:], role="query", indexes=qi[4:])
+    padded.update(q[:5], ql[:5], role="query", indexes=qi[:5])  # items 4 repeated
+    padded.update(d, dl, role="database", indexes=di)
+    padded.update(d[:3], dl[:3], role="database", indexes=di[:3])  # padding repeats the first items
+    expected, got = plain.compute(), padded.compute()
+    for key in expected:
+        assert torch.allclose(expected[key], got[key]), key
+    mixed = HashingRetrieval()
+    mixed.update(q, ql, role="query", indexes=qi)
+    with pytest.raises(ValueError, match="every query batch or for none"):
+        mixed.update(q, ql, role="query")
