@@ -125,6 +125,13 @@ class SemanticStructureHashing(HashingMethod):
             raise ValueError(f"mid_weight must be >= 0, got {mid_weight}")
         if sigma_mult < 0:
             raise ValueError(f"sigma_mult must be >= 0, got {sigma_mult}")
+        if feature_source not in ("auto", "pixels", "random_cnn", "simclr") and not feature_source.startswith(
+            "pretrained:"
+        ):
+            raise ValueError(
+                f"unknown feature_source {feature_source!r}; expected auto, pixels, random_cnn, simclr or "
+                "pretrained:<backbone> (e.g. pretrained:vgg16)"
+            )
         self.feature_source = feature_source
         self.multi_level, self.mid_weight, self.lam = multi_level, mid_weight, lam
         self.sigma_mult, self.center_features = sigma_mult, center_features

@@ -306,11 +306,15 @@ class FeatureSource:
         if self.resolved != "simclr":
             return []
         assert self.network is not None
-        net = self.network.to(device)
-        gen = torch.Generator().manual_seed(self.seed)
+        # Dropout and initialisation draw from the global RNG: fork it so that building the pseudo-similarity
+        # leaves the hashing network's training exactly as it would be without it.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            proj = nn.Sequential(nn.Linear(net.feature_dim, 256), nn.ReLU(), nn.Linear(256, 128)).to(device)
+            return self._fit_simclr(self.network.to(device), images, device)
+
+    def _fit_simclr(self, net: nn.Module, images: Tensor, device: torch.device | str) -> list[float]:
+        gen = torch.Generator().manual_seed(self.seed)
+        proj = nn.Sequential(nn.Linear(net.feature_dim, 256), nn.ReLU(), nn.Linear(256, 128)).to(device)
         opt = torch.optim.Adam([*net.parameters(), *proj.parameters()], lr=1e-3, weight_decay=1e-6)
         losses = []
         net.train()
@@ -328,7 +332,7 @@ class FeatureSource:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total, count = total + float(loss), count + 1
+                total, count = total + float(loss.detach()), count + 1
             losses.append(total / max(count, 1))
         net.eval()
         return losses
