@@ -140,7 +140,8 @@ def sample_pair_distances(
     i = torch.randint(0, n, (num_pairs,), generator=generator)
     j = (i + torch.randint(1, n, (num_pairs,), generator=generator)) % n  # j ≠ i
     out = torch.empty(num_pairs, dtype=torch.float32)
-    step = 65536
+    # Pairs per block so that the gathered rows stay around 16 MB whatever the feature size.
+    step = max(256, (1 << 22) // (global_feats.shape[1] + spatial_feats.shape[1]))
     for a in range(0, num_pairs, step):
         ia, ja = i[a : a + step].to(global_feats.device), j[a : a + step].to(global_feats.device)
         c = 0.5 * (
@@ -344,6 +345,14 @@ def _batches_images(loader: Iterable[Any]) -> Iterable[tuple[Tensor, Tensor]]:
 
 
 # ---------------------------------------------------------------------------------------------- storage
+def _blockwise_mean(x: Tensor, block: int = 8192) -> Tensor:
+    """Column mean in float32 without a float32 copy of the whole (possibly float16) matrix."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    for b in x.split(block):
+        total += b.double().sum(0)
+    return (total / max(1, x.shape[0])).float()
+
+
 class PseudoSimilarity(nn.Module):
     """Stored training features and fitted thresholds; gives the B×B targets of a batch from its indices.
 
@@ -388,11 +397,14 @@ class PseudoSimilarity(nn.Module):
         """Centre, normalise and store raw [N, D] features, then fit the thresholds on a sample of pairs."""
         if global_feats.shape[0] != spatial_feats.shape[0]:
             raise ValueError(f"global ({global_feats.shape[0]}) and spatial ({spatial_feats.shape[0]}) rows differ")
-        gm = global_feats.float().mean(0) if self.center else None
-        sm = spatial_feats.float().mean(0) if self.center else None
-        # Row blocks keep the float32 copy small when the storage dtype is float16.
-        g = torch.cat([self._normalise(b, gm).to(self.dtype) for b in global_feats.split(8192)])
-        s = torch.cat([self._normalise(b, sm).to(self.dtype) for b in spatial_feats.split(8192)])
+        gm = _blockwise_mean(global_feats) if self.center else None
+        sm = _blockwise_mean(spatial_feats) if self.center else None
+        # Row blocks written into preallocated storage: no full-size float32 temporary, no concatenation copy.
+        g = torch.empty(global_feats.shape, dtype=self.dtype, device=global_feats.device)
+        s = torch.empty(spatial_feats.shape, dtype=self.dtype, device=spatial_feats.device)
+        for a in range(0, global_feats.shape[0], 8192):
+            g[a : a + 8192] = self._normalise(global_feats[a : a + 8192], gm)
+            s[a : a + 8192] = self._normalise(spatial_feats[a : a + 8192], sm)
         self.global_feats, self.spatial_feats = g, s
         gen = torch.Generator().manual_seed(self.seed)
         d = sample_pair_distances(g, s, self.num_pairs, gen)
