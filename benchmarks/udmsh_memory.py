@@ -52,7 +52,7 @@ for _ in range(steps):
     c, t, w = ps.targets(idx, multi_level=True, mid_weight=0.5)
 step_ms = (time.perf_counter() - t0) / steps * 1e3
 peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-stored = ps.global_feats.numel() * ps.global_feats.element_size() + ps.spatial_feats.numel() * ps.spatial_feats.element_size()
+stored = sum(b.numel() * b.element_size() for b in (ps.global_feats, ps.spatial_feats))
 print(json.dumps({"base_mb": base_kb / 1024, "raw_features_mb": (after_feats_kb - base_kb) / 1024,
     "peak_mb": peak_kb / 1024, "stored_mb": stored / 2**20, "build_s": build_s, "target_ms": step_ms,
     "lower": thr.lower, "upper": thr.upper, "mode": thr.mode, "batch_shape": list(t.shape)}))
