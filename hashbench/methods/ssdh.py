@@ -62,6 +62,9 @@ class SSDH(SemanticStructureHashing):
         feature_seed: int = 0,
         **kwargs: Any,
     ) -> None:
+        # Fixed by the method; saved hyperparameters carry them back in when a checkpoint is loaded.
+        kwargs.pop("multi_level", None)
+        kwargs.pop("mid_weight", None)
         super().__init__(
             n_bits=n_bits,
             feature_source=feature_source,

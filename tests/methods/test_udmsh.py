@@ -137,3 +137,13 @@ def test_label_free_check_detects_a_supervised_method() -> None:
     # Control: the same check on DPSH (which reads labels) must see different parameters, so it can fail.
     ref, other = _train_params("DPSH", "original"), _train_params("DPSH", "permuted")
     assert any(not torch.equal(ref[k], other[k]) for k in ref if not k.startswith("_banks"))
+
+
+@pytest.mark.parametrize("name", ["UDMSH", "SSDH", "GreedyHashUnsup"])
+def test_rebuild_from_saved_hyperparameters(name: str) -> None:
+    # load_from_checkpoint calls the class with its saved hparams, which include the fixed switches.
+    cls = get_method(name)
+    model = cls(n_bits=8, feature_source="pixels")
+    clone = cls(**dict(model.hparams))
+    assert clone.multi_level == model.multi_level and clone.mid_weight == model.mid_weight
+    assert clone.feature_source == "pixels"
