@@ -11,6 +11,8 @@ through the same registry, Trainer, ``run_cell`` and retrieval evaluation as the
   ``train_eval_dataloader()`` (deterministic, no augmentation; ``train_dataloader()`` when it has none). The training
   epoch that follows does nothing per step (``automatic_optimization = False``, ``training_step`` returns ``None``)
   and training stops after it, so validation/checkpointing/testing go through the base class as for every method.
+- The fit counts as one (no-op) optimiser step, so Lightning's ``global_step`` is 1 after it and the
+  validation-selected checkpoint is written as for any method.
 - The fitted transform is stored in buffers (``feature_mean``, ``projection``, plus subclass buffers), so it is
   saved in and restored from checkpoints; loading resizes the buffers to the stored shapes.
 - ``forward(x)`` returns the real-valued projections; ``encode`` (base class) thresholds them at zero.
@@ -172,11 +174,16 @@ class ShallowHashingMethod(HashingMethod):
         return {"quantization": q, "loss": q}
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
+        if batch_idx == 0:
+            # Count the closed-form fit as one optimiser step: Lightning keys checkpointing on global_step and
+            # never saves a checkpoint of a run that made no step (the step itself changes nothing, see below).
+            self.optimizers().step()
         return None
 
-    def configure_optimizers(self) -> None:
-        # Closed-form fit: no optimiser (Lightning runs the manual-optimisation loop without one).
-        return None
+    def configure_optimizers(self) -> Any:
+        # A no-op optimiser (lr 0, every parameter frozen so none has a gradient): it only exists so that the fit
+        # can be counted as a step (see training_step).
+        return torch.optim.SGD(self.parameters(), lr=0.0)
 
     def on_train_epoch_end(self) -> None:
         for key, value in self.fit_report.items():
