@@ -21,11 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from hashbench.methods.base import HashingMethod, Paper
-from hashbench.nn.losses import label_similarity, log1p_exp
+from hashbench.nn.losses import label_similarity, log1p_exp, sign_with_zero_positive
 from hashbench.registry import register_method
 
 __all__ = ["dpsh_loss", "DPSH"]
@@ -49,7 +48,8 @@ def dpsh_loss(u: Tensor, labels: Tensor, bank_u: Tensor, bank_labels: Tensor, et
     s = label_similarity(labels, bank_labels)
     # -(S·Θ - log(1 + e^Θ)), with a stable log(1 + e^x).
     likelihood = (log1p_exp(theta) - s * theta).sum() / (n * u.shape[0])
-    quantization = eta * (u - torch.sign(u).detach()).pow(2).sum() / (n * u.shape[0])
+    # b_i = sign(u_i) with hashbench's rule sign(0) = +1 (the same codes that encode() returns).
+    quantization = eta * (u - sign_with_zero_positive(u.detach())).pow(2).sum() / (n * u.shape[0])
     return {"likelihood": likelihood, "quantization": quantization, "loss": likelihood + quantization}
 
 

@@ -1,0 +1,130 @@
+"""Training-step cost of each deep baseline relative to plain cross-entropy classification.
+
+One step = forward + loss + backward + optimiser step (Adam) on a batch of 128 synthetic 1×28×28 images with the
+compact CNN and 48 bits; the reference is the same backbone with a linear 10-way classifier trained with
+cross-entropy. Methods are configured through ``configure_data`` (10 classes, 5,000 training images, so DPSH's
+memory bank is 5,000 × 48). Steps of all methods are interleaved in rounds, so that load from other processes on
+a shared machine hits every method alike; the figure is the median step time. Shallow methods have no training
+step: their closed-form fit on the 5,000 images is timed instead.
+
+Run: ``PYTHONPATH=. python benchmarks/train_step.py [--steps 30] [--threads 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from hashbench.data.batch import HashBatch
+from hashbench.nn.backbones import create_backbone
+from hashbench.registry import create_method, get_method, list_methods
+
+BATCH, BITS, CLASSES, NUM_TRAIN = 128, 48, 10, 5000
+
+
+class _CrossEntropyReference(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = create_backbone("compact_cnn", in_channels=1)
+        self.classifier = nn.Linear(self.backbone.feature_dim, CLASSES)
+
+    def loss(self, batch: HashBatch) -> torch.Tensor:
+        return nn.functional.cross_entropy(self.classifier(self.backbone(batch.image)), batch.labels.argmax(1))
+
+
+def _batches(n: int, seed: int = 0) -> list[HashBatch]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        cls = torch.randint(0, CLASSES, (BATCH,), generator=g)
+        out.append(
+            HashBatch(
+                torch.randn(BATCH, 1, 28, 28, generator=g),
+                nn.functional.one_hot(cls, CLASSES).float(),
+                torch.randperm(NUM_TRAIN, generator=g)[:BATCH],
+            )
+        )
+    return out
+
+
+def _stepper(name: str):
+    if name == "CE (reference)":
+        model = _CrossEntropyReference()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5)
+        loss_fn = model.loss
+    else:
+        model = create_method(name, n_bits=BITS)
+        model.configure_data(num_classes=CLASSES, num_train=NUM_TRAIN, image_shape=(1, 28, 28))
+        opt = model.configure_optimizers()
+        opt = opt["optimizer"] if isinstance(opt, dict) else opt
+
+        def loss_fn(batch: HashBatch) -> torch.Tensor:
+            return model.compute_loss(batch)["loss"]
+
+    model.train()
+
+    def step(batch: HashBatch) -> float:
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss_fn(batch).backward()
+        opt.step()
+        return time.perf_counter() - t0
+
+    return step
+
+
+def _fit_time(name: str, images: torch.Tensor) -> float:
+    model = create_method(name, n_bits=BITS)
+    model.configure_data(num_classes=CLASSES, num_train=NUM_TRAIN, image_shape=(1, 28, 28))
+    loader = [(images[i : i + 500],) for i in range(0, len(images), 500)]
+    t0 = time.perf_counter()
+    model.fit(loader)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per method (after 3 warm-up steps)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--methods", nargs="*", default=None, help="registry names (default: every image method)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    names = args.methods or [m for m in list_methods() if get_method(m).supervision != "cross-modal"]
+    deep = [m for m in names if get_method(m).supervision != "shallow"]
+    shallow = [m for m in names if get_method(m).supervision == "shallow"]
+    runs = ["CE (reference)", *deep]
+    steppers = {name: _stepper(name) for name in runs}
+    batches = _batches(8)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(3 + args.steps):
+        for name in runs:  # interleaved: every method sees the same machine load
+            dt = steppers[name](batches[r % len(batches)])
+            if r >= 3:
+                times[name].append(dt)
+    print(
+        f"# Training-step time, batch {BATCH}, compact CNN, {BITS} bits, 1x28x28 synthetic, Adam; "
+        f"median of {args.steps} steps after 3 warm-up, interleaved; torch threads = {args.threads}, "
+        f"torch {torch.__version__}"
+    )
+    ref = statistics.median(times["CE (reference)"])
+    print("\n| method | median step (ms) | vs CE | overhead |")
+    print("|---|---:|---:|---:|")
+    for name in runs:
+        med = statistics.median(times[name])
+        print(f"| {name} | {1000 * med:.1f} | {med / ref:.3f} | {100 * (med / ref - 1):+.1f}% |")
+    if shallow:
+        images = torch.randn(NUM_TRAIN, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+        print(f"\nShallow methods (no training step): closed-form fit on {NUM_TRAIN} images of 784 pixels")
+        print("\n| method | fit time (s) |")
+        print("|---|---:|")
+        for name in shallow:
+            print(f"| {name} | {_fit_time(name, images):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
