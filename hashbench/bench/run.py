@@ -83,11 +83,14 @@ def run_cell(
     max_epochs = int(prof.pop("max_epochs", 10))
     batch_size = int(prof.pop("batch_size", 128))
     data_opts = {k: prof.pop(k) for k in ("train_limit", "eval_limit") if k in prof}
+    # A paper recipe may hold datamodule options per protocol, e.g. DFEH's SVHN class-aware sampler.
+    data_opts.update(prof.pop("data_kwargs", {}).get(protocol, {}))
     L.seed_everything(seed, workers=True, verbose=False)
     if datamodule is None:
         from hashbench.data import create_datamodule
 
-        datamodule = create_datamodule(protocol, batch_size=batch_size, seed=seed, **data_opts, **(data_kwargs or {}))
+        data_opts.update(data_kwargs or {})
+        datamodule = create_datamodule(protocol, batch_size=batch_size, seed=seed, **data_opts)
         datamodule.prepare_data()
     mkw = {**prof, **(method_kwargs or {})}
     model = cls(n_bits=n_bits, **mkw)

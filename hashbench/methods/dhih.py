@@ -1,0 +1,165 @@
+"""DHIH: Deep highly interrelated hashing for fast image retrieval.
+
+He, Feng, Liu, Huang. "Deep highly interrelated hashing for fast image retrieval". Journal of Computer Research
+and Development 57(11):2375–2388, 2020. https://doi.org/10.7544/issn1000-1239.2020.20190498 — no official code is
+public.
+
+A unary (pointwise) supervised method: a hash layer on a CNN is trained from each image's own labels, with no
+n×n similarity matrix, so the cost of a step does not depend on the training-set size. Its "highly interrelated"
+loss changes the model's sensitivity to the classifier's weight matrix so that inter-class distances grow and
+intra-class distances shrink; it works on top of many CNNs (CIFAR-10, NUS-WIDE, SVHN).
+
+Deviations from the paper:
+- The loss is a reconstruction: the paper's full text is not publicly reachable, so it is the most faithful
+  well-defined reading of its abstract (../shared/specs/methods.md, "DHIH"): a large-margin softmax on the codes.
+  Reconstructed choices, each an argument:
+  - h = tanh(hash layer); a bias-free classifier W ∈ R^{C×K} whose rows and h are L2-normalised, so the logits
+    depend only on the angles θ_j between h and W_j (this removes the sensitivity to ||W||);
+  - ``margin_type="cosface"`` (default): logits s·(cos θ_j − m·[j = y]), s = ``scale`` = 8, m = ``margin`` = 0.2;
+  - ``margin_type="lsoftmax"``: the target logit is s·ψ(θ_y) with the L-Softmax function
+    ψ(θ) = (−1)^k·cos(m'θ) − 2k for θ ∈ [kπ/m', (k+1)π/m'], k ∈ {0, …, m' − 1}, integer m' = ``lsoftmax_m`` = 2
+    (cos(m'θ) evaluated as the Chebyshev polynomial T_m'(cos θ), k chosen without gradient, as in Liu et al.,
+    ICML 2016); other logits s·cos θ_j;
+  - multi-label: for each positive class y of an image the margin is applied to y alone (the image's other
+    positive classes stay in the softmax denominator) and the cross-entropies are averaged over its positive
+    classes, then over images; images without any label are skipped;
+  - plus λ·mean_i ||h_i − b_i||² / K, λ = ``lam`` = 0.1, b = sign(h).
+- The paper's optimiser recipe is not public: ``paper_training`` is empty and the shared defaults apply.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hashbench.methods.base import HashingMethod, Paper
+from hashbench.registry import register_method
+
+__all__ = ["dhih_loss", "lsoftmax_psi", "DHIH"]
+
+MARGIN_TYPES = ("cosface", "lsoftmax")
+
+
+def lsoftmax_psi(cos: Tensor, m: int) -> Tensor:
+    """L-Softmax ψ(θ) = (−1)^k cos(mθ) − 2k on θ ∈ [kπ/m, (k+1)π/m], from cos θ (monotone, continuous).
+
+    Args:
+        cos: cos θ, any shape, values in [-1, 1].
+        m: positive integer margin; m = 1 gives cos θ.
+    """
+    if m < 1 or int(m) != m:
+        raise ValueError(f"the L-Softmax margin must be a positive integer, got {m}")
+    cos = cos.clamp(-1.0, 1.0)
+    # cos(mθ) = T_m(cos θ): a polynomial, so the gradient stays finite at θ = 0 and π (unlike acos).
+    t_prev, t = torch.ones_like(cos), cos
+    for _ in range(int(m) - 1):
+        t_prev, t = t, 2.0 * cos * t - t_prev
+    with torch.no_grad():
+        k = torch.floor(torch.acos(cos) * m / math.pi).clamp(0, m - 1)
+    sign = 1.0 - 2.0 * torch.remainder(k, 2)
+    return sign * t - 2.0 * k
+
+
+def dhih_loss(
+    h: Tensor,
+    labels: Tensor,
+    weight: Tensor,
+    scale: float = 8.0,
+    margin: float = 0.2,
+    margin_type: str = "cosface",
+    lsoftmax_m: int = 2,
+    lam: float = 0.1,
+) -> dict[str, Tensor]:
+    """DHIH loss of one mini-batch (reconstruction, see the module docstring); no n×n matrix.
+
+    Args:
+        h: relaxed codes [B, K] (tanh outputs).
+        labels: multi-hot labels [B, C].
+        weight: classifier weights W [C, K] (no bias); rows are L2-normalised here.
+        scale: s, the logit scale.
+        margin: m of the CosFace form.
+        margin_type: ``cosface`` or ``lsoftmax``.
+        lsoftmax_m: integer m' of the L-Softmax form.
+        lam: λ, weight of the quantization term.
+
+    Returns:
+        ``margin_softmax`` (the large-margin cross-entropy), ``quantization`` (λ·mean ||h − b||²/K), ``loss``.
+    """
+    if margin_type not in MARGIN_TYPES:
+        raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
+    b, k = h.shape
+    if weight.shape != (labels.shape[1], k):
+        raise ValueError(f"weight must have shape [num_classes, K] = [{labels.shape[1]}, {k}], got {weight.shape}")
+    cos = F.normalize(h, dim=1) @ F.normalize(weight, dim=1).T  # [B, C]
+    if margin_type == "cosface":
+        target = cos - margin
+    else:
+        target = lsoftmax_psi(cos, lsoftmax_m)
+    # For every (image i, class y) pair: logits s·cos_ij for j ≠ y and s·target_iy for j = y. [B, C(y), C(j)]
+    c = cos.shape[1]
+    eye = torch.eye(c, dtype=torch.bool, device=h.device)
+    logits = scale * torch.where(eye, target.unsqueeze(2), cos.unsqueeze(1))
+    ce = torch.logsumexp(logits, dim=2) - scale * target  # [B, C]: cross-entropy with class y as the target
+    pos = labels.to(h.dtype)
+    n_pos = pos.sum(dim=1)
+    has = n_pos > 0
+    per_image = (ce * pos).sum(dim=1) / n_pos.clamp(min=1)
+    margin_softmax = per_image[has].mean() if bool(has.any()) else h.sum() * 0.0
+    quantization = lam * (h - torch.sign(h).detach()).pow(2).sum(dim=1).mean() / k
+    return {"margin_softmax": margin_softmax, "quantization": quantization, "loss": margin_softmax + quantization}
+
+
+@register_method
+class DHIH(HashingMethod):
+    """Deep highly interrelated hashing (He et al., J. Comput. Res. Dev. 2020), reconstructed large-margin loss."""
+
+    paper = Paper(
+        title="Deep highly interrelated hashing for fast image retrieval",
+        authors="He, Feng, Liu, Huang",
+        venue="Journal of Computer Research and Development 57(11):2375-2388",
+        year=2020,
+        url="https://doi.org/10.7544/issn1000-1239.2020.20190498",
+        reconstruction=True,
+    )
+    supervision = "pointwise"
+    paper_training: dict[str, Any] = {}  # not public: the shared defaults apply
+
+    def __init__(
+        self,
+        n_bits: int = 48,
+        scale: float = 8.0,  # s, logit scale of the normalised softmax [R]
+        margin: float = 0.2,  # m, additive cosine margin (CosFace form) [R]
+        margin_type: str = "cosface",  # "cosface" or "lsoftmax" [R]
+        lsoftmax_m: int = 2,  # integer m' of ψ(θ) when margin_type="lsoftmax" [R]
+        lam: float = 0.1,  # λ, weight of ||h − b||²/K [R]
+        **kwargs: Any,
+    ) -> None:
+        if margin_type not in MARGIN_TYPES:
+            raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
+        if lsoftmax_m < 1:
+            raise ValueError(f"lsoftmax_m must be a positive integer, got {lsoftmax_m}")
+        super().__init__(n_bits=n_bits, **kwargs)
+        self.scale, self.margin, self.margin_type = scale, margin, margin_type
+        self.lsoftmax_m, self.lam = lsoftmax_m, lam
+
+    def on_data_configured(self) -> None:
+        # W ∈ R^{C×K}, no bias; trained at the head learning rate.
+        w = torch.empty(self.hparams.num_classes, self.n_bits)
+        nn.init.xavier_uniform_(w)
+        self.class_weight = nn.Parameter(w.to(self.device))
+
+    def compute_loss(self, batch: Any) -> dict[str, Tensor]:
+        return dhih_loss(
+            self(batch.image),
+            batch.labels,
+            self.class_weight,
+            self.scale,
+            self.margin,
+            self.margin_type,
+            self.lsoftmax_m,
+            self.lam,
+        )
