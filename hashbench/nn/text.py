@@ -19,6 +19,7 @@ randomly initialised models for tests without any download. Pretrained weights a
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -213,10 +214,11 @@ def create_clip_towers(
     return image, CLIPTextTower(clip, dim, context)
 
 
+@functools.lru_cache(maxsize=4)
 def clip_tokenizer(context_length: int = 32) -> Any:
     """CLIP's BPE tokenizer (bundled with open_clip, no download) truncating/padding to ``context_length``.
 
-    DMsH-LN (like DCHMT) tokenises captions to 32 tokens.
+    DMsH-LN (like DCHMT) tokenises captions to 32 tokens. Cached: building the BPE tables takes seconds.
     """
     from open_clip.tokenizer import SimpleTokenizer
 
