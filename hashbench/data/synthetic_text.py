@@ -247,6 +247,10 @@ class FashionMNISTTextDataModule(L.LightningDataModule):
         num_workers: DataLoader workers.
         val_fraction: fraction of the training split held out (per class) as validation queries.
         seed: seed of the validation carve-out and the limits.
+        transform: image pipeline of the Fashion-MNIST datamodule (``auto`` = native 1x28x28; ``clip`` for CLIP's
+            image tower).
+        image_size: output side length override of that pipeline.
+        class_aware_sampler: must be 0 (accepted so the signature matches the other datamodules).
         train_limit: keep at most this many training items (smoke runs; ``fashion-mnist`` images only).
         eval_limit: keep at most this many items per query / database set (smoke runs; ``fashion-mnist`` only).
         augment: training augmentation of the image datamodule.
@@ -273,6 +277,9 @@ class FashionMNISTTextDataModule(L.LightningDataModule):
         num_workers: int = 0,
         val_fraction: float = 0.1,
         seed: int = 0,
+        transform: str = "auto",
+        image_size: int | None = None,
+        class_aware_sampler: int = 0,
         train_limit: int | None = None,
         eval_limit: int | None = None,
         augment: bool = True,
@@ -294,6 +301,8 @@ class FashionMNISTTextDataModule(L.LightningDataModule):
             raise ValueError(f"FashionMNISTTextDataModule reads protocol {PROTOCOL_NAME!r}, got {protocol!r}")
         if text_format not in ("bow", "tokens"):
             raise ValueError(f"text_format must be 'bow' or 'tokens', got {text_format!r}")
+        if class_aware_sampler:
+            raise ValueError("fashion-mnist-text has no class-aware sampler; use class_aware_sampler=0")
         if image_source not in ("fashion-mnist", "synthetic"):
             raise ValueError(f"image_source must be 'fashion-mnist' or 'synthetic', got {image_source!r}")
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
@@ -336,6 +345,8 @@ class FashionMNISTTextDataModule(L.LightningDataModule):
                 num_workers=num_workers,
                 val_fraction=val_fraction,
                 seed=seed,
+                transform=transform,
+                image_size=image_size,
                 train_limit=train_limit,
                 eval_limit=eval_limit,
                 augment=augment,
