@@ -176,8 +176,8 @@ class CrossModalHashingMethod(HashingMethod):
         return self.text_hash_layer(self._require_text()(text))
 
     def text_forward(self, text: Tensor) -> Tensor:
-        """Relaxed text codes [B, K] in (-1, 1)."""
-        return torch.tanh(self.text_hash_logits(text))
+        """Relaxed text codes [B, K]: tanh outputs in (-1, 1), or raw outputs when ``activation = "identity"``."""
+        return self.activate(self.text_hash_logits(text))
 
     @torch.no_grad()
     def encode_image(self, image: Tensor) -> Tensor:
@@ -187,7 +187,7 @@ class CrossModalHashingMethod(HashingMethod):
     @torch.no_grad()
     def encode_text(self, text: Tensor) -> Tensor:
         """Binary text codes [B, K], int8 in {-1, +1} (sign(0) = +1)."""
-        return torch.where(self.text_forward(text) >= 0, 1, -1).to(torch.int8)
+        return torch.where(self.text_hash_logits(text) >= 0, 1, -1).to(torch.int8)
 
     # ------------------------------------------------------------------ evaluation
     def _build_metrics(self, map_k: int | None) -> None:
