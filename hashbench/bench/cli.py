@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="training profile: smoke | quick | paper | a profile the spec defines")
     p.add_argument("--seeds", type=_seeds, help="number of seeds N (0..N-1) or a list 0,3,7 (default: the spec's)")
     p.add_argument("--devices", type=_positive, default=1, help="devices per cell; > 1 runs each cell with DDP")
+    p.add_argument("--strategy", help="Lightning strategy (default: ddp when --devices > 1)")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto | cpu | gpu (default auto)")
     p.add_argument("--shard", help="i/n: run only shard i (0-based) of n; shards share --results, no coordinator")
     p.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"], help="W&B mode")
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             bits=args.bits,
             devices=args.devices,
             accelerator=args.accelerator,
+            strategy=args.strategy,
             shard=shard,
             wandb=args.wandb,
             results=store.root,

@@ -172,7 +172,8 @@ def expand_grid(
     Raises:
         ValueError: a ``methods``/``bits`` restriction names something the spec does not contain.
     """
-    from hashbench.registry import get_method, normalize_name
+    from hashbench.bench.run import resolve_method
+    from hashbench.registry import normalize_name
 
     profile = profile or spec.profile
     seeds = list(seeds) if seeds is not None else list(spec.seeds)
@@ -201,7 +202,7 @@ def expand_grid(
         )
     cells = []
     for method in registered:
-        cls = get_method(method)
+        cls = resolve_method(method)
         prof = resolve_profile(spec, profile, cls)
         # A profile may carry data settings (e.g. the ImageNet transform a pretrained backbone needs) and a
         # backbone; both override the table's defaults.

@@ -20,7 +20,7 @@ import torch
 
 from hashbench.registry import get_method
 
-__all__ = ["PROFILES", "CellResult", "run_cell", "instantiate_datamodule", "per_device_batch_size"]
+__all__ = ["PROFILES", "CellResult", "run_cell", "instantiate_datamodule", "per_device_batch_size", "resolve_method"]
 
 #: Training profiles shared by every method so results are comparable. ``quick`` is the short CPU schedule of
 #: the offline leaderboards; ``paper`` takes each method's ``paper_training`` recipe.
@@ -68,7 +68,7 @@ def run_cell(
     """Fit ``method`` on ``protocol`` with a training profile, select on validation, test, return the metrics.
 
     Args:
-        method: registry name.
+        method: registry name, or the dotted import path of a HashingMethod subclass (out-of-tree methods).
         protocol: data protocol name (see ``hashbench data list``); ignored when ``datamodule`` is given.
         n_bits: code length.
         seed: seeds Python/NumPy/torch (``L.seed_everything``) and the datamodule.
@@ -84,7 +84,7 @@ def run_cell(
     """
     import tempfile
 
-    cls = get_method(method)
+    cls = resolve_method(method)
     if isinstance(profile, Mapping):
         prof = dict(profile)
     elif profile == "paper":
@@ -199,3 +199,21 @@ def instantiate_datamodule(spec: Mapping[str, Any], batch_size: int, seed: int) 
     if "seed" in params:
         kwargs.setdefault("seed", seed)
     return cls(**kwargs)
+
+
+def resolve_method(name: str) -> type:
+    """A registered method by name, or an out-of-tree class by dotted path (``mypkg.mymodule.MyHash``).
+
+    Raises:
+        KeyError: neither a registered name nor an importable class.
+    """
+    try:
+        return get_method(name)
+    except KeyError:
+        if "." not in name:
+            raise
+    module_name, _, class_name = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise KeyError(f"{name!r} is neither a registered method nor an importable class ({err})") from err

@@ -54,6 +54,7 @@ class RunOptions:
     bits: list[int] | None = None
     devices: int = 1
     accelerator: str = "auto"
+    strategy: str | None = None  # None: "ddp" when devices > 1, Lightning's default otherwise
     shard: tuple[int, int] = (0, 1)
     wandb: str = "offline"
     results: str | Path | None = None
@@ -181,8 +182,9 @@ def _run_in_process(cell: Cell, options: RunOptions, results_root: Path) -> dict
     if options.wandb != "disabled":
         logger = _wandb_logger(cell, options.wandb, results_root / "wandb")
     trainer_kwargs: dict[str, Any] = {"accelerator": options.accelerator, "devices": options.devices}
-    if options.devices > 1:
-        trainer_kwargs["strategy"] = "ddp"
+    strategy = options.strategy or ("ddp" if options.devices > 1 else None)
+    if strategy:
+        trainer_kwargs["strategy"] = strategy
     try:
         result = run_cell(
             cfg["method"],
@@ -236,8 +238,8 @@ def _run_in_subprocess(cell: Cell, options: RunOptions, results_root: Path) -> d
 
 
 def execute_cell(cell: Cell, options: RunOptions, results_root: Path) -> dict[str, Any]:
-    """Default cell executor: in this process for one device, in a DDP child process for several."""
-    if options.devices > 1:
+    """Default cell executor: in this process for one device, in a DDP child process for several (or any ddp*)."""
+    if options.devices > 1 or (options.strategy or "").startswith("ddp"):
         return _run_in_subprocess(cell, options, results_root)
     return _run_in_process(cell, options, results_root)
 

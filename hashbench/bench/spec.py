@@ -305,7 +305,9 @@ def resolve_methods(spec: TableSpec) -> tuple[list[str], list[str]]:
     """Split the spec's method list into (registered canonical names, names hashbench does not implement).
 
     ``all`` resolves from the registry at call time: every method whose ``supervision`` is not ``cross-modal``.
+    A name with a dot that is not registered is tried as the import path of an out-of-tree method class.
     """
+    from hashbench.bench.run import resolve_method
     from hashbench.registry import get_method, list_methods
 
     if spec.methods == ALL_METHODS:
@@ -315,8 +317,12 @@ def resolve_methods(spec: TableSpec) -> tuple[list[str], list[str]]:
         try:
             canonical = get_method(name).method_name
         except KeyError:
-            missing.append(name)
-            continue
+            try:
+                resolve_method(name)  # an out-of-tree class: keyed by its import path
+                canonical = name
+            except KeyError:
+                missing.append(name)
+                continue
         if canonical not in found:
             found.append(canonical)
     return found, missing
