@@ -1,0 +1,234 @@
+"""The ``hashbench`` command.
+
+Subcommands:
+  fit | validate | test   Lightning's CLI over any method x any datamodule (``--model DPSH --data fashion-mnist``);
+                          every ``__init__`` argument is an option (``--model.n_bits 48``, ``--data.batch_size 64``,
+                          ``--trainer.max_epochs 20``); ``--print_config`` writes a reusable YAML config.
+  run                     one cell: fit, select the best validation epoch, test, print the metrics.
+  list                    registered methods (and ``list --protocols`` for the data protocols).
+  data                    ``data list | verify NAME | prepare NAME``.
+  table                   regenerate a comparison table from ``experiments/tables/<name>.yaml``.
+
+Method and data names are the registry's (case-insensitive): ``--model dmsh-ln``, ``--data cifar10-1``.
+W&B logging is offline unless ``--wandb online`` is given (and a key is configured); ``--wandb disabled`` turns
+it off. Runs go to ``runs/`` (CSV logs, checkpoints, offline W&B runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["main"]
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _usage() -> str:
+    return (__doc__ or "").split("\n", 2)[2]
+
+
+def _pop_option(argv: list[str], name: str) -> str | None:
+    """Remove ``--name VALUE`` / ``--name=VALUE`` from argv and return VALUE (None when absent)."""
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            value = argv[i + 1]
+            del argv[i : i + 2]
+            return value
+        if arg.startswith(name + "="):
+            del argv[i]
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _is_class_path_or_config(value: str) -> bool:
+    return "." in value or value.startswith("{") or value.endswith((".yaml", ".yml", ".json"))
+
+
+def rewrite_lightning_args(argv: list[str]) -> tuple[list[str], str]:
+    """Turn registry names into the class paths LightningCLI expects; add defaults.
+
+    ``--model DPSH`` -> ``--model hashbench.methods.dpsh.DPSH``; ``--data cifar10-1`` ->
+    ``--data hashbench.data.CIFAR10DataModule --data.protocol cifar10-1``. Returns the new argv and the W&B mode.
+    """
+    from hashbench.registry import get_method
+
+    argv = list(argv)
+    wandb_mode = _pop_option(argv, "--wandb") or os.environ.get("WANDB_MODE", "offline")
+    if wandb_mode not in ("offline", "online", "disabled"):
+        raise SystemExit(f"--wandb must be offline, online or disabled; got {wandb_mode!r}")
+    out: list[str] = [argv[0]]
+    rest = argv[1:]
+    has_data = any(a == "--data" or a.startswith("--data=") for a in rest)
+    if not has_data and not any(a in ("-c", "--config") or a.startswith("--config=") for a in rest):
+        rest = [*rest, "--data", "fashion-mnist"]
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        key, value = (arg.split("=", 1) + [None])[:2] if arg.startswith("--") and "=" in arg else (arg, None)
+        if key in ("--model", "--data"):
+            if value is None and i + 1 < len(rest):
+                value = rest[i + 1]
+                i += 1
+            if value is not None and not _is_class_path_or_config(value):
+                if key == "--model":
+                    try:
+                        cls = get_method(value)
+                    except KeyError as err:
+                        raise SystemExit(str(err.args[0])) from None
+                    out += [key, f"{cls.__module__}.{cls.__qualname__}"]
+                else:
+                    from hashbench.data import datamodule_class_for
+
+                    try:
+                        cls = datamodule_class_for(value)
+                    except KeyError as err:
+                        raise SystemExit(str(err.args[0])) from None
+                    out += [key, f"{cls.__module__}.{cls.__qualname__}", "--data.protocol", value]
+                i += 1
+                continue
+            out += [key] if value is None else [key, value]
+            i += 1
+            continue
+        out.append(arg)
+        i += 1
+    return out, wandb_mode
+
+
+def _cli_class(wandb_mode: str) -> type:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    class HashbenchCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            # The checkpoint rule: best validation mAP (validation queries carved from the training split) + last.
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults(
+                {
+                    "checkpoint.monitor": "val/mAP",
+                    "checkpoint.mode": "max",
+                    "checkpoint.save_last": True,
+                    "checkpoint.filename": "best-{epoch}",
+                }
+            )
+
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            # Unless --trainer.logger is given: CSV logs, plus W&B in the chosen mode (offline by default).
+            if self._get(self.config_init, "trainer", default={}).get("logger") in (None, True):
+                loggers: list[Any] = [CSVLogger(save_dir="runs", name="csv")]
+                if wandb_mode != "disabled":
+                    loggers.append(WandbLogger(project="hashbench", save_dir="runs", mode=wandb_mode))
+                kwargs.setdefault("logger", loggers)
+            return super().instantiate_trainer(**kwargs)
+
+    return HashbenchCLI
+
+
+def _lightning(argv: list[str]) -> int:
+    import lightning as L
+
+    import hashbench.methods  # noqa: F401  (registers every method class)
+    from hashbench.methods.base import HashingMethod
+
+    argv, wandb_mode = rewrite_lightning_args(argv)
+    if wandb_mode == "online" and not (
+        os.environ.get("WANDB_API_KEY") or os.path.exists(os.path.expanduser("~/.netrc"))
+    ):
+        raise SystemExit("--wandb online needs a W&B key: run `wandb login` or set WANDB_API_KEY")
+    os.environ["WANDB_MODE"] = "offline" if wandb_mode == "disabled" else wandb_mode
+    _cli_class(wandb_mode)(
+        HashingMethod,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=argv,
+        trainer_defaults={"default_root_dir": "runs", "max_epochs": 10},
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
+    return 0
+
+
+def _list(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="hashbench list", description="List registered methods or protocols.")
+    parser.add_argument("pattern", nargs="?", help="glob over method names, e.g. 'd*h'")
+    parser.add_argument("--protocols", action="store_true", help="list data protocols instead of methods")
+    args = parser.parse_args(argv)
+    if args.protocols:
+        from hashbench.data.cli import main as data_main
+
+        return data_main(["list"])
+    from hashbench.registry import get_method, list_methods
+
+    rows = [(n, get_method(n)) for n in list_methods(args.pattern)]
+    print(f"{'method':<14} {'supervision':<13} {'paper':<40} note")
+    for name, cls in rows:
+        p = cls.paper
+        note = "loss reconstructed from the abstract" if p.reconstruction else ""
+        print(f"{name:<14} {cls.supervision:<13} {(p.venue + ' ' + str(p.year))[:40]:<40} {note}")
+    return 0
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hashbench run",
+        description="Fit one method on one protocol, keep the best validation epoch, test it and print the metrics.",
+    )
+    parser.add_argument("--model", "--method", dest="method", required=True, help="registry name, e.g. DPSH")
+    parser.add_argument("--data", default="fashion-mnist", help="protocol name (see `hashbench data list`)")
+    parser.add_argument("--bits", type=int, nargs="+", default=[48], help="code lengths (default: 48)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", default="quick", help="training profile: smoke | quick | paper")
+    parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    parser.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
+    args = parser.parse_args(argv)
+    from hashbench.bench.run import run_cell
+
+    for bits in args.bits:
+        res = run_cell(
+            args.method,
+            args.data,
+            n_bits=bits,
+            seed=args.seed,
+            profile=args.profile,
+            trainer_kwargs={"max_epochs": args.epochs} if args.epochs else None,
+            progress=args.progress,
+        )
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in res.metrics.items())
+        print(
+            f"{res.method} {res.protocol} {bits} bits (best epoch {res.best_epoch}, {res.wall_time_s:.0f} s): {shown}"
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hashbench`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print("usage: hashbench {fit,validate,test,run,list,data,table} ...\n" + _usage())
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd in LIGHTNING_COMMANDS:
+        return _lightning(argv)
+    if cmd == "list":
+        return _list(rest)
+    if cmd == "run":
+        return _run(rest)
+    if cmd == "data":
+        from hashbench.data.cli import main as data_main
+
+        return data_main(rest)
+    if cmd == "table":
+        from hashbench.bench.cli import main as table_main
+
+        return table_main(rest)
+    print(f"hashbench: unknown command {cmd!r}\nusage: hashbench {{fit,validate,test,run,list,data,table}} ...")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The ``hashbench`` command: argument rewriting and an end-to-end fit + test through LightningCLI."""
+
+from __future__ import annotations
+
+import pytest
+
+from hashbench.cli import main, rewrite_lightning_args
+
+
+def test_model_names_become_class_paths() -> None:
+    argv, mode = rewrite_lightning_args(["fit", "--model", "dpsh", "--data", "pkg.Data", "--model.n_bits", "8"])
+    assert argv == ["fit", "--model", "hashbench.methods.dpsh.DPSH", "--data", "pkg.Data", "--model.n_bits", "8"]
+    assert mode == "offline"
+
+
+def test_wandb_option_is_consumed_and_checked() -> None:
+    argv, mode = rewrite_lightning_args(["fit", "--model=DPSH", "--data=pkg.Data", "--wandb", "disabled"])
+    assert mode == "disabled" and "--wandb" not in argv
+    with pytest.raises(SystemExit, match="offline, online or disabled"):
+        rewrite_lightning_args(["fit", "--model", "DPSH", "--wandb", "sometimes"])
+
+
+def test_unknown_method_is_a_clear_error() -> None:
+    with pytest.raises(SystemExit, match="unknown method 'nope'"):
+        rewrite_lightning_args(["fit", "--model", "nope", "--data", "pkg.Data"])
+
+
+def test_help_and_unknown_command(capsys) -> None:
+    assert main(["--help"]) == 0
+    assert "fit" in capsys.readouterr().out
+    assert main(["frobnicate"]) == 2
+
+
+def test_list_methods(capsys) -> None:
+    assert main(["list"]) == 0
+    assert "DPSH" in capsys.readouterr().out
+
+
+def test_fit_then_test_from_checkpoint(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    common = ["--model", "DPSH", "--data", "hashbench.testing.SyntheticHashingDataModule", "--model.n_bits", "8"]
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--wandb", "disabled"]
+    main(["fit", *common, *quiet, "--trainer.max_epochs", "1"])
+    ckpts = sorted(tmp_path.glob("runs/csv/version_0/checkpoints/*.ckpt"))
+    assert {p.name for p in ckpts} == {"best-epoch=0.ckpt", "last.ckpt"}
+    assert (tmp_path / "runs/csv/version_0/metrics.csv").read_text().count("val/mAP") >= 1
+    main(["test", *common, *quiet, "--ckpt_path", str(ckpts[0])])
