@@ -48,10 +48,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hashbench table",
@@ -130,9 +126,14 @@ def main(argv: list[str] | None = None) -> int:
             keep_going=not args.fail_fast,
         )
         try:
+            from hashbench.bench.spec import resolve_methods
+
+            for name in resolve_methods(spec)[1]:
+                print(
+                    f"warning: method {name!r} is not registered in hashbench: skipped, rendered as 'not implemented'"
+                )
             with warnings.catch_warnings():
-                warnings.simplefilter("always", UserWarning)
-                warnings.showwarning = _show_warning
+                warnings.filterwarnings("ignore", message=".*is not registered in hashbench.*")
                 summary = run_table(spec, options)
         except (ValueError, FileNotFoundError) as err:
             print(f"hashbench table: error: {err}", file=sys.stderr)

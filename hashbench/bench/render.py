@@ -310,7 +310,8 @@ def _markdown(
     )
     backbone = spec.backbone or "each method's default"
     lines.append(f"- **Training profile**: {_profile_text(cells, profile)}; backbone `{backbone}`")
-    lines.append(f"- **Seeds**: {seeds} (reproduced = mean ± sample std over seeds; Δ = reproduced − reported)")
+    delta = "; Δ = reproduced − reported" if has_reported else ""
+    lines.append(f"- **Seeds**: {seeds} (reproduced = mean ± sample std over seeds{delta})")
     lines.append(f"- **Hardware**: {_hardware_text(records)}")
     lines.append(f"- **Code version**: {_code_text(records)}")
     lines.append(f"- **Rendered**: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
@@ -335,16 +336,22 @@ def _markdown(
                 cols.append(_reproduced_text(row, e))
         lines.append("| " + " | ".join(cols) + " |")
     lines.append("")
-    legend = [
-        "*reported only*: hashbench does not implement this method; the number is the paper's.",
-        "*not implemented*: the spec lists the method but it is not registered in hashbench.",
-        "*not run*: no stored result yet (run `hashbench table " + spec.name + "`).",
-    ]
-    if any(e.stale for r in rows for e in r.entries.values()):
+    statuses = {r.status for r in rows}
+    entries = [e for r in rows if r.status == "reproduced" for e in r.entries.values()]
+    legend = []
+    if "reported only" in statuses:
+        legend.append("*reported only*: hashbench does not implement this method; the number is the paper's.")
+    if "not implemented" in statuses:
+        legend.append("*not implemented*: the spec lists the method but it is not registered in hashbench.")
+    if any(e.missing for e in entries):
+        legend.append(f"*not run*: no stored result yet (run `hashbench table {spec.name}`).")
+    if any(e.failed for e in entries):
+        legend.append("*failed*: the last attempt raised; the error is in `results/cells/<key>.error.json`.")
+    if any(e.stale for e in entries):
         legend.append("†: result of an older code version (rendered with --allow-stale).")
     lines += [f"- {x}" for x in legend]
     if spec.notes:
-        lines += ["", spec.notes]
+        lines += ["", spec.notes] if legend else [spec.notes]
     lines += ["", f"![{spec.metric} per method]({spec.name}.png)", ""]
     if records:
         lines += ["## Cells", "", "| Method | bits | seed | " + spec.metric + " | best epoch | train s | W&B run |"]

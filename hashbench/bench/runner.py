@@ -14,6 +14,7 @@ keeps the store, the locks and the progress display. The profile's ``batch_size`
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -274,6 +275,9 @@ def run_table(
         # (a summary per run) would drown the one-line-per-cell progress, so it is silenced unless asked for.
         os.environ["WANDB_MODE"] = options.wandb
         os.environ.setdefault("WANDB_SILENT", "true")
+    # One progress line per cell: Lightning's per-Trainer banners (GPU/TPU available, tips) would bury them.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     store = ResultStore(options.results)
     cells, missing = expand_grid(
         spec, options.profile, options.seeds, options.methods, options.bits, strict=options.strict_version
