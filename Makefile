@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format bench demo clean
+.PHONY: help install test test-all lint format bench demo clean fashion-mnist
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | sort | \
@@ -40,8 +40,13 @@ format: install ## Apply ruff's formatter and autofixes
 bench: install ## Run the speed/memory benchmarks and print their tables
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
-demo: install ## The main job end to end on the offline default (Fashion-MNIST)
-	$(BIN)/hashbench fit --model DPSH --data fashion-mnist --model.n_bits 48 --trainer.max_epochs 3
-	
+FMNIST_DEB := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+fashion-mnist: ## Put Fashion-MNIST on disk: Debian's dataset-fashion-mnist when root (else torchvision downloads it)
+	@if [ -z "$$HASHBENCH_DATA" ] && [ ! -f $(FMNIST_DEB) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; fi
+
+demo: install fashion-mnist ## The main job end to end on the offline default (Fashion-MNIST)
+	$(BIN)/hashbench run --model DPSH --data fashion-mnist --bits 48
+
 clean: ## Remove caches and run outputs (keeps .venv and the results store)
 	rm -rf .pytest_cache .ruff_cache lightning_logs runs wandb

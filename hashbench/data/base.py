@@ -177,6 +177,7 @@ class HashingDataModule(LightningDataModule):
         self.map_k: int | None = proto.map_k
         self.image_shape: tuple[int, int, int] = output_shape(self.transform_name, proto, image_size)
         self._pool: Pool | None = None
+        self.split: Split | None = None
         self._train_class_ids: np.ndarray | None = None
         self.train_dataset: Dataset | None = None
         self.train_eval_dataset: Dataset | None = None
@@ -259,6 +260,7 @@ class HashingDataModule(LightningDataModule):
             "query": query,
             "database": database,
         }
+        self.split = split
         self._pool = pool
 
     @property

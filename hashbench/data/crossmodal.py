@@ -157,7 +157,9 @@ class CrossModalMatDataModule(HashingDataModule):
             raise ValueError(f"{source}: expected a 4-D image array, got shape {shape}")
         if is_hdf5_mat(image_path):
             if shape[1] != 3:
-                raise ValueError(f"{source}: expected MATLAB H x W x 3 x N images (h5py shape (N, 3, W, H)), got {shape}")
+                raise ValueError(
+                    f"{source}: expected MATLAB H x W x 3 x N images (h5py shape (N, 3, W, H)), got {shape}"
+                )
             count = shape[0]
             images = ArrayImageSource(h5_path=str(image_path), key=image_key, swap_hw=True)
         else:

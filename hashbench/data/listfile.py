@@ -186,9 +186,7 @@ class ListFileDataModule(HashingDataModule):
             status = "ok " if name in known else "-- "
             note = "" if name in known else "  (no reference checksum recorded)"
             lines.append(f"{status} {directory / name}  sha256 {digest}{note}")
-        missing = [
-            self._resolve(directory, p) for _, (paths, _) in lists.items() for p in paths
-        ]
+        missing = [self._resolve(directory, p) for _, (paths, _) in lists.items() for p in paths]
         missing = [p for p in dict.fromkeys(missing) if not Path(p).is_file()]
         if missing:
             shown = "\n".join(f"  - {p}" for p in missing[:10])

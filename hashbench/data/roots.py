@@ -59,5 +59,6 @@ def not_found(dataset: str, looked: Sequence[str | os.PathLike[str]], how: str) 
     places = "\n".join(f"  - {p}" for p in looked)
     return DatasetNotFoundError(
         f"dataset {dataset!r} not found. Looked in:\n{places}\nHow to obtain it: {how}\n"
-        f"Set {ENV_VAR}=/path/to/data (datasets live in $HASHBENCH_DATA/<name>/) or pass --data.root."
+        f"Set {ENV_VAR}=/path/to/data (datasets live in $HASHBENCH_DATA/<name>/) or pass the root explicitly "
+        "(--data.root for fit/test, --root for `hashbench data`)."
     )

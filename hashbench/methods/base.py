@@ -88,6 +88,9 @@ class HashingMethod(L.LightningModule):
         lr_gamma: step decay factor.
         warmup_epochs: linear warm-up epochs (cosine schedule).
         hash_hidden: hidden width of the hash head (0 = linear).
+        hash_bn: BatchNorm1d after the hash layer (default True; a framework-wide deviation from papers that
+            use a plain linear hash layer: on from-scratch networks pairwise losses otherwise stall near u = 0,
+            see :class:`hashbench.nn.heads.HashHead`). Set False for the papers' plain linear layer.
         map_k: mAP cut-off for validation/test; ``"auto"`` = the protocol's default (None = all).
         eval_radius: Hamming radius of the P@H<=r metric.
     """
@@ -119,6 +122,7 @@ class HashingMethod(L.LightningModule):
         lr_gamma: float = 0.1,
         warmup_epochs: int = 0,
         hash_hidden: int = 0,
+        hash_bn: bool = True,
         map_k: int | str | None = "auto",
         eval_radius: int = 2,
     ) -> None:
@@ -148,7 +152,7 @@ class HashingMethod(L.LightningModule):
         hp = self.hparams
         self._built_for = (in_channels, image_size)
         self.backbone: Backbone = create_backbone(hp.backbone, hp.pretrained, in_channels, image_size)
-        self.hash_layer = HashHead(self.backbone.feature_dim, self.n_bits, hidden=hp.hash_hidden)
+        self.hash_layer = HashHead(self.backbone.feature_dim, self.n_bits, hidden=hp.hash_hidden, batch_norm=hp.hash_bn)
 
     def extract_features(self, x: Tensor) -> Tensor:
         """Backbone features [B, D] that the hash layer reads (override to insert blocks, e.g. DFEH)."""
