@@ -295,11 +295,13 @@ def _markdown(
     )
     lines.append("")
     if has_reported:
-        where = ", ".join(v for v in (src.get("paper"), src.get("table"), src.get("url")) if v)
-        lines.append(
-            f"- **Reported numbers**: {spec.reported_source or where}"
-            + (f" ({where})" if where and spec.reported_source else "")
-        )
+        text = spec.reported_source or src.get("table", "")
+        paper = src.get("paper", "")
+        if paper and paper not in text:
+            text += f". Paper: {paper}"
+        if src.get("url"):
+            text += f", {src['url']}"
+        lines.append(f"- **Reported numbers**: {text}")
     else:
         lines.append("- **Reported numbers**: none (no published table for this setting; hashbench's own runs only)")
     lines.append(f"- **Protocol**: `{spec.protocol}`")
