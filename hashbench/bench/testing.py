@@ -43,12 +43,14 @@ class PointwiseTestHash(HashingMethod):
     supervision = "pointwise"
 
     def __init__(self, n_bits: int = 16, quantization: float = 0.1, **kwargs: Any) -> None:
+        kwargs.setdefault("hash_bn", False)  # the framework's hash-layer BatchNorm couples the batch
         super().__init__(n_bits=n_bits, **kwargs)
         self.quantization = quantization
 
     def on_data_configured(self) -> None:
         # The network may have been rebuilt for the data's channels just before this hook.
         per_sample_network(self.backbone)
+        per_sample_network(self.hash_layer)
         self.classifier = nn.Linear(self.n_bits, self.hparams.num_classes)
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
