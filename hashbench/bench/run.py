@@ -7,7 +7,10 @@ the training split, never the query set); with ``val_fraction=0`` the last epoch
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ import torch
 
 from hashbench.registry import get_method
 
-__all__ = ["PROFILES", "CellResult", "run_cell"]
+__all__ = ["PROFILES", "CellResult", "run_cell", "instantiate_datamodule", "per_device_batch_size", "resolve_method"]
 
 #: Training profiles shared by every method so results are comparable. ``quick`` is the short CPU schedule of
 #: the offline leaderboards; ``paper`` takes each method's ``paper_training`` recipe.
@@ -53,7 +56,7 @@ def run_cell(
     protocol: str = "fashion-mnist",
     n_bits: int = 48,
     seed: int = 0,
-    profile: str = "quick",
+    profile: str | Mapping[str, Any] = "quick",
     datamodule: Any | None = None,
     method_kwargs: dict[str, Any] | None = None,
     data_kwargs: dict[str, Any] | None = None,
@@ -65,12 +68,15 @@ def run_cell(
     """Fit ``method`` on ``protocol`` with a training profile, select on validation, test, return the metrics.
 
     Args:
-        method: registry name.
+        method: registry name, or the dotted import path of a HashingMethod subclass (out-of-tree methods).
         protocol: data protocol name (see ``hashbench data list``); ignored when ``datamodule`` is given.
         n_bits: code length.
         seed: seeds Python/NumPy/torch (``L.seed_everything``) and the datamodule.
-        profile: ``smoke`` | ``quick`` | ``paper`` (see :data:`PROFILES`).
-        datamodule: an already-built datamodule (tests, custom data).
+        profile: ``smoke`` | ``quick`` | ``paper`` (see :data:`PROFILES`), or the profile's settings as a mapping
+            (what the table runner passes: a table's resolved profile). ``batch_size`` is the *global* batch:
+            with ``trainer_kwargs["devices"] = n > 1`` each process gets ``batch_size / n``.
+        datamodule: an already-built datamodule (tests, custom data), or ``{"class_path": ..., "init_args": ...}``
+            to build one (``batch_size`` and ``seed`` are filled in when its constructor takes them).
         method_kwargs / data_kwargs / trainer_kwargs: overrides applied after the profile.
         root_dir: where checkpoints and logs go (a temporary folder when None).
         logger: a Lightning logger (or False).
@@ -78,15 +84,25 @@ def run_cell(
     """
     import tempfile
 
-    cls = get_method(method)
-    prof = dict(PROFILES[profile]) if profile != "paper" else dict(cls.paper_training)
+    cls = resolve_method(method)
+    if isinstance(profile, Mapping):
+        prof = dict(profile)
+    elif profile == "paper":
+        prof = dict(cls.paper_training)
+    elif profile in PROFILES:
+        prof = dict(PROFILES[profile])
+    else:
+        raise ValueError(f"unknown profile {profile!r}; built-in profiles: {', '.join(PROFILES)} (or pass a mapping)")
     max_epochs = int(prof.pop("max_epochs", 10))
-    batch_size = int(prof.pop("batch_size", 128))
+    batch_size = per_device_batch_size(int(prof.pop("batch_size", 128)), (trainer_kwargs or {}).get("devices"))
     data_opts = {k: prof.pop(k) for k in ("train_limit", "eval_limit") if k in prof}
     # A paper recipe may hold datamodule options per protocol, e.g. DFEH's SVHN class-aware sampler.
     data_opts.update(prof.pop("data_kwargs", {}).get(protocol, {}))
     L.seed_everything(seed, workers=True, verbose=False)
-    if datamodule is None:
+    if isinstance(datamodule, Mapping):
+        datamodule = instantiate_datamodule(datamodule, batch_size=batch_size, seed=seed)
+        datamodule.prepare_data()
+    elif datamodule is None:
         from hashbench.data import create_datamodule
 
         data_opts.update(data_kwargs or {})
@@ -145,3 +161,62 @@ def run_cell(
         train_time,
         extra,
     )
+
+
+def per_device_batch_size(batch_size: int, devices: Any) -> int:
+    """Split a global batch over ``devices`` processes so DDP keeps the profile's effective batch size.
+
+    Raises:
+        ValueError: the batch does not divide evenly.
+    """
+    n = devices if isinstance(devices, int) and not isinstance(devices, bool) else 1
+    if n <= 1:
+        return batch_size
+    if batch_size % n:
+        raise ValueError(
+            f"the global batch size {batch_size} does not split evenly over {n} devices; pick a device count that "
+            "divides it (or override batch_size in the profile)"
+        )
+    return batch_size // n
+
+
+def instantiate_datamodule(spec: Mapping[str, Any], batch_size: int, seed: int) -> Any:
+    """Build a datamodule from ``{"class_path": "pkg.mod.Class", "init_args": {...}}``.
+
+    ``batch_size`` and ``seed`` are passed when the constructor accepts them and ``init_args`` does not set them.
+    """
+    if "class_path" not in spec:
+        raise ValueError(
+            "a datamodule spec needs 'class_path' (e.g. 'hashbench.testing.SyntheticHashingDataModule'), "
+            f"got {dict(spec)}"
+        )
+    module_name, _, class_name = str(spec["class_path"]).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"cannot import datamodule class {spec['class_path']!r}: {err}") from err
+    kwargs = dict(spec.get("init_args") or {})
+    params = inspect.signature(cls).parameters
+    if "batch_size" in params:
+        kwargs.setdefault("batch_size", batch_size)
+    if "seed" in params:
+        kwargs.setdefault("seed", seed)
+    return cls(**kwargs)
+
+
+def resolve_method(name: str) -> type:
+    """A registered method by name, or an out-of-tree class by dotted path (``mypkg.mymodule.MyHash``).
+
+    Raises:
+        KeyError: neither a registered name nor an importable class.
+    """
+    try:
+        return get_method(name)
+    except KeyError:
+        if "." not in name:
+            raise
+    module_name, _, class_name = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise KeyError(f"{name!r} is neither a registered method nor an importable class ({err})") from err

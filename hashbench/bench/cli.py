@@ -1,0 +1,167 @@
+"""``hashbench table SPEC ...``: run a comparison table's grid and render its leaderboard.
+
+The ``hashbench`` console script dispatches ``hashbench table ...`` to :func:`main`; it also runs standalone as
+``python -m hashbench.bench.cli SPEC ...``.
+
+Examples:
+    hashbench table fashion-mnist --profile demo           # the README demo (cached cells are skipped)
+    hashbench table cifar10 --seeds 3 --devices 2          # DDP on 2 GPUs per cell
+    hashbench table cifar10 --shard $SLURM_ARRAY_TASK_ID/8 # one of 8 machines sharing the results store
+    hashbench table cifar10 --render-only                  # leaderboard from the store alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from hashbench.bench.grid import parse_shard
+
+__all__ = ["main", "build_parser"]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+            if any(s < 0 for s in seeds):
+                raise ValueError
+            return seeds
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds takes a count N (seeds 0..N-1) or a list like 0,3,7; got {text!r}"
+        ) from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {n}")
+    return list(range(n))
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hashbench table",
+        description="Run a comparison table (experiments/tables/<SPEC>.yaml) and render leaderboards/<SPEC>.md|csv|png "
+        "with the paper's numbers beside hashbench's. Finished cells are cached in the results store and skipped.",
+    )
+    p.add_argument("spec", nargs="?", help="table name (experiments/tables/<name>.yaml) or a path to a spec file")
+    p.add_argument("--list", action="store_true", help="list the available table specs and exit")
+    p.add_argument("--profile", help="training profile: smoke | quick | paper | a profile the spec defines")
+    p.add_argument("--seeds", type=_seeds, help="number of seeds N (0..N-1) or a list 0,3,7 (default: the spec's)")
+    p.add_argument("--devices", type=_positive, default=1, help="devices per cell; > 1 runs each cell with DDP")
+    p.add_argument("--strategy", help="Lightning strategy (default: ddp when --devices > 1)")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto | cpu | gpu (default auto)")
+    p.add_argument("--shard", help="i/n: run only shard i (0-based) of n; shards share --results, no coordinator")
+    p.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"], help="W&B mode")
+    p.add_argument("--results", help="results store directory (default: $HASHBENCH_RESULTS or ./results)")
+    p.add_argument("--out", help="where the leaderboard files go (default: leaderboards/)")
+    p.add_argument("--methods", nargs="+", help="run only these methods of the table")
+    p.add_argument("--bits", nargs="+", type=_positive, help="run only these bit lengths of the table")
+    p.add_argument("--render-only", action="store_true", help="render from the results store without running")
+    p.add_argument("--allow-stale", action="store_true", help="render cells of older code versions (marked †)")
+    p.add_argument("--strict-version", action="store_true", help="put the git commit into every cell's cache key")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell (default: go on)")
+    p.add_argument("--clear-locks", action="store_true", help="remove every cell lock in the store, then exit")
+    p.add_argument("--no-figure", action="store_true", help="skip the PNG figure")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``hashbench table``; returns the process exit status (1 when a cell failed)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+    from hashbench.bench.render import render_table
+    from hashbench.bench.runner import RunOptions, run_table
+    from hashbench.bench.spec import list_specs, load_spec
+    from hashbench.bench.store import ResultStore
+
+    if args.list:
+        for name in list_specs():
+            spec = load_spec(name)
+            print(f"{name:18s} {spec.title}")
+        return 0
+    if not args.spec:
+        parser.print_usage(sys.stderr)
+        print("hashbench table: error: SPEC is required (see --list)", file=sys.stderr)
+        return 2
+    try:
+        spec = load_spec(args.spec)
+        shard = parse_shard(args.shard)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"hashbench table: error: {err}", file=sys.stderr)
+        return 2
+    store = ResultStore(args.results)
+    if args.clear_locks:
+        removed = store.clear_locks()
+        print(f"removed {len(removed)} lock(s) from {store.cells_dir}")
+        return 0
+    status = 0
+    if not args.render_only:
+        options = RunOptions(
+            profile=args.profile,
+            seeds=args.seeds,
+            methods=args.methods,
+            bits=args.bits,
+            devices=args.devices,
+            accelerator=args.accelerator,
+            strategy=args.strategy,
+            shard=shard,
+            wandb=args.wandb,
+            results=store.root,
+            strict_version=args.strict_version,
+            keep_going=not args.fail_fast,
+        )
+        try:
+            from hashbench.bench.spec import resolve_methods
+
+            for name in resolve_methods(spec)[1]:
+                print(
+                    f"warning: method {name!r} is not registered in hashbench: skipped, rendered as 'not implemented'"
+                )
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*is not registered in hashbench.*")
+                summary = run_table(spec, options)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"hashbench table: error: {err}", file=sys.stderr)
+            return 2
+        print(
+            f"table {spec.name}: {summary.ran} ran, {summary.cached} cached, {len(summary.failed)} failed, "
+            f"{len(summary.locked)} locked by other shards"
+        )
+        if summary.failed:
+            print(f"failed cells (errors in {store.cells_dir}/<key>.error.json): {', '.join(summary.failed)}")
+            status = 1
+    try:
+        paths = render_table(
+            spec,
+            store,
+            out_dir=args.out,
+            profile=args.profile,
+            seeds=args.seeds,
+            allow_stale=args.allow_stale,
+            strict=args.strict_version,
+            figure=not args.no_figure,
+        )
+    except ValueError as err:
+        print(f"hashbench table: error: {err}", file=sys.stderr)
+        return 2
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,523 @@
+"""Render a table from the results store alone: ``leaderboards/<name>.md``, ``.csv`` and ``.png``.
+
+Rendering reads only the spec and the store, so cells produced by any number of shards (machines) sharing the
+store combine into one table, and ``hashbench table SPEC --render-only`` works without running anything.
+
+Row kinds (the ``status`` column of the CSV):
+- ``reproduced``: a registered hashbench method; its cells are averaged over seeds (mean ± sample std).
+- ``reported only``: a method in the paper's table that hashbench does not implement (its reported number only).
+- ``not implemented``: a method the spec asks for that is not registered (yet).
+- per bit length, a cell group with no stored result reads ``not run`` (or ``failed`` when the last attempt
+  raised; see ``results/cells/<key>.error.json``).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hashbench.bench.grid import Cell, expand_grid
+from hashbench.bench.spec import TableSpec, resolve_methods
+from hashbench.bench.store import ResultStore
+
+__all__ = ["Row", "collect_rows", "render_table", "leaderboards_dir", "metric_definition"]
+
+
+def leaderboards_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "leaderboards"
+
+
+@dataclass
+class Entry:
+    """One (method, bits) group of a row."""
+
+    reported: float | None = None
+    values: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    failed: int = 0
+    missing: int = 0
+    stale: int = 0
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.mean is None or self.reported is None else self.mean - self.reported
+
+
+@dataclass
+class Row:
+    method: str
+    status: str  # reproduced | reported only | not implemented
+    entries: dict[int, Entry]
+
+
+def metric_definition(metric: str) -> str:
+    """The definition written into every leaderboard header (shared/specs/evaluation.md)."""
+    if metric.startswith("mAP@"):
+        cut = metric.split("@", 1)[1]
+        cut_txt = "the whole database" if cut == "all" else f"the top {cut} items"
+        return (
+            f"`{metric}`: mean over all queries of AP@k, AP@k = (1/R_k)·Σ_r r/pos_r over the R_k relevant items "
+            f"within the cut-off ({cut_txt}); a query with no relevant item counts as 0. Relevant = shares at "
+            "least one label. Hamming-distance ties: `expected` (the exact expectation over a random order within "
+            "each group of equal distance)."
+        )
+    if metric.startswith("P@H<="):
+        return (
+            f"`{metric}`: mean over queries of the precision within Hamming radius {metric[5:]} "
+            "(0 for an empty ball). Relevant = shares at least one label."
+        )
+    return f"`{metric}` as reported by hashbench.metrics.retrieval_report"
+
+
+def _record_for(store: ResultStore, cell: Cell, allow_stale: bool) -> tuple[dict[str, Any] | None, bool]:
+    record = store.get(cell.key)
+    if record is not None:
+        return record, False
+    if allow_stale:
+        older = store.by_config(cell.config_hash[:20])
+        if older:
+            return older[0], True
+    return None, False
+
+
+def collect_rows(
+    spec: TableSpec,
+    store: ResultStore,
+    profile: str | None = None,
+    seeds: list[int] | None = None,
+    allow_stale: bool = False,
+    strict: bool = False,
+) -> tuple[list[Row], list[Cell]]:
+    """Gather the table's rows from the store (see the module docstring for the row kinds)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the runner already warned about unregistered methods
+        cells, missing = expand_grid(spec, profile, seeds, strict=strict)
+    registered, _ = resolve_methods(spec)
+    from hashbench.registry import normalize_name
+
+    order: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def add(name: str, status: str) -> None:
+        if normalize_name(name) not in seen:
+            seen.add(normalize_name(name))
+            order.append((name, status))
+
+    in_spec = {normalize_name(m) for m in (*registered, *missing)}
+    # Paper order first (the reported block lists the paper's rows), then hashbench's extra methods.
+    for name in spec.reported:
+        if normalize_name(name) in in_spec:
+            canonical = next((m for m in registered if normalize_name(m) == normalize_name(name)), None)
+            add(canonical or name, "reproduced" if canonical else "not implemented")
+        else:
+            add(name, "reported only")
+    for name in registered:
+        add(name, "reproduced")
+    for name in missing:
+        add(name, "not implemented")
+
+    rows = []
+    for name, status in order:
+        entries = {b: Entry(reported=spec.reported_for(name).get(b)) for b in spec.bits}
+        rows.append(Row(name, status, entries))
+    by_method = {normalize_name(r.method): r for r in rows}
+    for cell in cells:
+        entry = by_method[normalize_name(cell.method)].entries[cell.n_bits]
+        record, stale = _record_for(store, cell, allow_stale)
+        if record is None:
+            if store.get_error(cell.key) is not None:
+                entry.failed += 1
+            else:
+                entry.missing += 1
+            continue
+        value = record["result"]["metrics"].get(spec.metric)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            entry.failed += 1
+            continue
+        entry.values.append(float(value))
+        entry.seeds.append(cell.seed)
+        entry.records.append(record)
+        entry.stale += int(stale)
+    return rows, cells
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _reproduced_text(row: Row, entry: Entry) -> str:
+    if row.status == "reported only":
+        return "reported only"
+    if row.status == "not implemented":
+        return "not implemented"
+    if not entry.values:
+        return "failed" if entry.failed else "not run"
+    text = _fmt(entry.mean)
+    if entry.std is not None:
+        text += f" ± {entry.std:.4f}"
+    notes = []
+    if entry.missing or entry.failed:
+        notes.append(f"{len(entry.values)}/{len(entry.values) + entry.missing + entry.failed} seeds")
+    if entry.stale:
+        notes.append("†")
+    return text + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _profile_text(cells: list[Cell], profile: str) -> str:
+    contents = {repr(sorted(c.config["profile"].items())) for c in cells}
+    if len(contents) == 1 and cells:
+        items = ", ".join(f"{k}={v}" for k, v in sorted(cells[0].config["profile"].items()))
+        return f"`{profile}` ({items})"
+    return f"`{profile}` (per method: each method's own recipe, see the CSV)" if cells else f"`{profile}`"
+
+
+def _hardware_text(records: list[dict[str, Any]]) -> str:
+    seen = []
+    for rec in records:
+        hw = rec.get("hardware") or {}
+        text = f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} logical CPUs)"
+        if hw.get("gpu"):
+            text += " + " + ", ".join(hw["gpu"])
+        devices = hw.get("devices", 1)
+        if isinstance(devices, int) and devices > 1:
+            text += f", {devices} devices (DDP)"
+        if text not in seen:
+            seen.append(text)
+    return "; ".join(seen) if seen else "— (no cells run yet)"
+
+
+def _code_text(records: list[dict[str, Any]]) -> str:
+    versions, commits, dirty = set(), [], False
+    for rec in records:
+        code = rec.get("code") or {}
+        versions.add(code.get("hashbench"))
+        git = code.get("git") or {}
+        if git.get("commit") and git["commit"][:10] not in commits:
+            commits.append(git["commit"][:10])
+        dirty |= bool(git.get("dirty"))
+    if not records:
+        return "—"
+    text = "hashbench " + ", ".join(sorted(str(v) for v in versions))
+    if commits:
+        text += ", git " + ", ".join(commits) + (" (uncommitted changes in hashbench/)" if dirty else "")
+    return text
+
+
+def _link(record: dict[str, Any], store_root: Path | None = None, out_dir: Path | None = None) -> str:
+    """The cell's W&B run: its URL (online) or its local run folder, relative to the leaderboard when possible."""
+    wb = record.get("wandb") or {}
+    if wb.get("url"):
+        return str(wb["url"])
+    if not wb.get("dir"):
+        return ""
+    path = Path(wb["dir"])
+    if not path.is_absolute() and store_root is not None:
+        path = store_root / path
+    if out_dir is not None:
+        try:
+            return os.path.relpath(path.resolve(), out_dir.resolve())
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def render_table(
+    spec: TableSpec,
+    store: ResultStore,
+    out_dir: str | Path | None = None,
+    profile: str | None = None,
+    seeds: list[int] | None = None,
+    allow_stale: bool = False,
+    strict: bool = False,
+    figure: bool = True,
+) -> dict[str, Path]:
+    """Write ``<out_dir>/<spec.name>.md``, ``.csv`` and (with ``figure``) ``.png``; return their paths."""
+    out = Path(out_dir) if out_dir is not None else leaderboards_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    profile = profile or spec.profile
+    seeds = list(seeds) if seeds is not None else list(spec.seeds)
+    rows, cells = collect_rows(spec, store, profile, seeds, allow_stale, strict)
+    records = [r for row in rows for e in row.entries.values() for r in e.records]
+    has_reported = bool(spec.reported)
+    paths = {"md": out / f"{spec.name}.md", "csv": out / f"{spec.name}.csv"}
+    link = functools.partial(_link, store_root=store.root, out_dir=out)
+    _atomic_write_text(paths["md"], _markdown(spec, rows, cells, records, profile, seeds, has_reported, link))
+    _atomic_write_text(paths["csv"], _csv(spec, rows, profile, link))
+    if figure:
+        paths["png"] = out / f"{spec.name}.png"
+        tmp_png = paths["png"].with_name(f".{spec.name}.{os.getpid()}.tmp.png")
+        _figure(spec, rows, tmp_png)
+        os.replace(tmp_png, paths["png"])
+    return paths
+
+
+def _markdown(
+    spec: TableSpec,
+    rows: list[Row],
+    cells: list[Cell],
+    records: list[dict[str, Any]],
+    profile: str,
+    seeds: list[int],
+    has_reported: bool,
+    link: Any,
+) -> str:
+    src = spec.source
+    lines = [f"# {spec.title}", ""]
+    lines.append(
+        f"<!-- Generated by `hashbench table {spec.name} --render-only` from the results store; never edit by hand. -->"
+    )
+    lines.append("")
+    if has_reported:
+        text = spec.reported_source or src.get("table", "")
+        paper = src.get("paper", "")
+        if paper and paper not in text:
+            text += f". Paper: {paper}"
+        if src.get("url"):
+            text += f", {src['url']}"
+        lines.append(f"- **Reported numbers**: {text}")
+    else:
+        lines.append("- **Reported numbers**: none (no published table for this setting; hashbench's own runs only)")
+    lines.append(f"- **Protocol**: `{spec.protocol}`")
+    lines.append(f"- **Metric**: {metric_definition(spec.metric)}")
+    lines.append(
+        "- **Checkpoint**: the epoch with the best validation mAP; the validation queries are carved from the "
+        "training split (the query set is never used for selection)."
+    )
+    backbone = spec.backbone or "each method's default"
+    lines.append(f"- **Training profile**: {_profile_text(cells, profile)}; backbone `{backbone}`")
+    delta = "; Δ = reproduced − reported" if has_reported else ""
+    lines.append(f"- **Seeds**: {seeds} (reproduced = mean ± sample std over seeds{delta})")
+    lines.append(f"- **Hardware**: {_hardware_text(records)}")
+    lines.append(f"- **Code version**: {_code_text(records)}")
+    lines.append(f"- **Rendered**: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    lines.append("")
+    header = ["Method"]
+    for b in spec.bits:
+        header += [f"{b} bits reported", f"{b} bits reproduced", "Δ"] if has_reported else [f"{b} bits"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for row in rows:
+        label = row.method
+        if row.status == "reported only":
+            label += " *(reported only)*"
+        elif row.status == "not implemented":
+            label += " *(not implemented)*"
+        cols = [label]
+        for b in spec.bits:
+            e = row.entries[b]
+            if has_reported:
+                cols += [_fmt(e.reported), _reproduced_text(row, e), _fmt(e.delta, signed=True)]
+            else:
+                cols.append(_reproduced_text(row, e))
+        lines.append("| " + " | ".join(cols) + " |")
+    lines.append("")
+    statuses = {r.status for r in rows}
+    entries = [e for r in rows if r.status == "reproduced" for e in r.entries.values()]
+    legend = []
+    if "reported only" in statuses:
+        legend.append("*reported only*: hashbench does not implement this method; the number is the paper's.")
+    if "not implemented" in statuses:
+        legend.append("*not implemented*: the spec lists the method but it is not registered in hashbench.")
+    if any(e.missing for e in entries):
+        legend.append(f"*not run*: no stored result yet (run `hashbench table {spec.name}`).")
+    if any(e.failed for e in entries):
+        legend.append("*failed*: the last attempt raised; the error is in `results/cells/<key>.error.json`.")
+    if any(e.stale for e in entries):
+        legend.append("†: result of an older code version (rendered with --allow-stale).")
+    lines += [f"- {x}" for x in legend]
+    if spec.notes:
+        lines += ["", spec.notes] if legend else [spec.notes]
+    lines += ["", f"![{spec.metric} per method]({spec.name}.png)", ""]
+    if records:
+        lines += ["## Cells", "", "| Method | bits | seed | " + spec.metric + " | best epoch | train s | W&B run |"]
+        lines.append("|---|---:|---:|---:|---:|---:|---|")
+        for row in rows:
+            for b in spec.bits:
+                for rec in row.entries[b].records:
+                    res = rec["result"]
+                    val = res["metrics"].get(spec.metric)
+                    lines.append(
+                        f"| {row.method} | {b} | {rec['seed']} | {_fmt(val)} | {res.get('best_epoch', '—')} | "
+                        f"{res.get('train_time_s', 0.0):.1f} | {link(rec) or '—'} |"
+                    )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _csv(spec: TableSpec, rows: list[Row], profile: str, link: Any) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(
+        [
+            "table",
+            "method",
+            "status",
+            "n_bits",
+            "metric",
+            "reported",
+            "reproduced_mean",
+            "reproduced_std",
+            "n_seeds",
+            "delta",
+            "seeds",
+            "failed",
+            "not_run",
+            "profile",
+            "protocol",
+            "train_time_s_mean",
+            "wandb",
+        ]
+    )
+
+    def num(x: float | None) -> str:
+        return "" if x is None else f"{x:.6f}"
+
+    for row in rows:
+        for b in spec.bits:
+            e = row.entries[b]
+            times = [r["result"].get("train_time_s", 0.0) for r in e.records]
+            writer.writerow(
+                [
+                    spec.name,
+                    row.method,
+                    row.status,
+                    b,
+                    spec.metric,
+                    num(e.reported),
+                    num(e.mean),
+                    num(e.std),
+                    len(e.values),
+                    num(e.delta),
+                    " ".join(str(s) for s in e.seeds),
+                    e.failed,
+                    e.missing,
+                    profile,
+                    spec.protocol,
+                    num(statistics.fmean(times) if times else None),
+                    " ".join(link(r) for r in e.records if link(r)),
+                ]
+            )
+    return buf.getvalue()
+
+
+def _figure(spec: TableSpec, rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pr = _pr_curves(spec, rows)
+    ncols = 2 if pr else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 4.8), squeeze=False)
+    ax = axes[0][0]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    plotted = [r for r in rows if any(e.mean is not None or e.reported is not None for e in r.entries.values())]
+    if len(spec.bits) > 1:
+        for i, row in enumerate(plotted):
+            color = colors[i % len(colors)]
+            xs = [b for b in spec.bits if row.entries[b].mean is not None]
+            if xs:
+                ys = [row.entries[b].mean for b in xs]
+                err = [row.entries[b].std or 0.0 for b in xs]
+                ax.errorbar(xs, ys, yerr=err, marker="o", color=color, label=f"{row.method}", capsize=3)
+            xr = [b for b in spec.bits if row.entries[b].reported is not None]
+            if xr:
+                ax.plot(
+                    xr,
+                    [row.entries[b].reported for b in xr],
+                    linestyle="--",
+                    marker="x",
+                    color=color,
+                    alpha=0.7,
+                    label=f"{row.method} (reported)",
+                )
+        ax.set_xlabel("bits")
+        ax.set_xticks(spec.bits)
+        ax.set_ylabel(spec.metric)
+        ax.set_title(f"{spec.metric} vs code length — solid: hashbench, dashed: paper", fontsize=9)
+    else:
+        b = spec.bits[0]
+        names = [r.method for r in plotted]
+        ys = list(range(len(plotted)))
+        means = [r.entries[b].mean or 0.0 for r in plotted]
+        errs = [r.entries[b].std or 0.0 for r in plotted]
+        ax.barh(ys, means, xerr=errs, color=colors[0], alpha=0.8, label="hashbench")
+        rep = [
+            (y, r.entries[b].reported) for y, r in zip(ys, plotted, strict=True) if r.entries[b].reported is not None
+        ]
+        if rep:
+            ax.scatter([v for _, v in rep], [y for y, _ in rep], marker="x", color="k", label="reported", zorder=3)
+        ax.set_yticks(ys)
+        ax.set_yticklabels(names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{spec.metric} ({b} bits)")
+        ax.set_title(f"{spec.title}", fontsize=9)
+    if plotted:
+        ax.legend(fontsize=6, ncol=2 if len(plotted) > 8 else 1)
+    ax.grid(alpha=0.3)
+    if pr:
+        ax2 = axes[0][1]
+        bits, curves = pr
+        for i, (name, (recall, precision)) in enumerate(curves.items()):
+            ax2.plot(recall, precision, color=colors[i % len(colors)], label=name)
+        ax2.set_xlabel("recall")
+        ax2.set_ylabel("precision")
+        ax2.set_title(f"Precision-recall by Hamming radius, {bits} bits (seed {curves_seed(rows, bits)})", fontsize=9)
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize=6, ncol=2 if len(curves) > 8 else 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def curves_seed(rows: list[Row], bits: int) -> int | str:
+    for row in rows:
+        if row.entries[bits].records:
+            return row.entries[bits].records[0]["seed"]
+    return "—"
+
+
+def _pr_curves(spec: TableSpec, rows: list[Row]) -> tuple[int, dict[str, tuple[list[float], list[float]]]] | None:
+    """PR curves (first seed) at the largest bit length that has any, from the cells' ``pr_precision/pr_recall``."""
+    for bits in sorted(spec.bits, reverse=True):
+        curves = {}
+        for row in rows:
+            recs = row.entries[bits].records
+            if not recs:
+                continue
+            extra = recs[0]["result"].get("extra") or {}
+            p, r = extra.get("pr_precision"), extra.get("pr_recall")
+            if p and r:
+                pts = [(rr, pp) for pp, rr in zip(p, r, strict=True) if pp is not None and not math.isnan(pp)]
+                if pts:
+                    curves[row.method] = ([x for x, _ in pts], [y for _, y in pts])
+        if curves:
+            return bits, curves
+    return None

@@ -1,0 +1,129 @@
+"""Rendering from the store alone: reported / reproduced / Δ columns, header, row kinds, CSV, figure, CLI."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from hashbench.bench.cli import main
+from hashbench.bench.grid import Cell
+from hashbench.bench.render import render_table
+from hashbench.bench.runner import RunOptions, run_table
+from hashbench.bench.spec import parse_spec
+from hashbench.bench.store import ResultStore
+
+RAW = {
+    "title": "Fake table",
+    "source": {"paper": "Some et al. 2020", "table": "Table 9"},
+    "protocol": "fashion-mnist",
+    "bits": [12, 48],
+    "methods": ["DPSH", "NotYet"],
+    "metric": "mAP@all",
+    "seeds": [0, 1],
+    "reported": {"source": "Some et al. 2020, Table 9", "methods": {"KSH": {12: 0.3, 48: 0.4}, "DPSH": {12: 0.5}}},
+}
+
+
+def _executor(cell: Cell, options: RunOptions, root: Path) -> dict:
+    if cell.n_bits == 48 and cell.seed == 1:
+        raise RuntimeError("diverged")
+    value = {0: 0.60, 1: 0.64}[cell.seed] if cell.n_bits == 12 else 0.70
+    extra = {"pr_precision": [1.0, 0.9, math.nan], "pr_recall": [0.1, 0.5, 1.0]}
+    result = {"metrics": {"mAP@all": value}, "best_epoch": 2, "train_time_s": 1.5, "extra": extra}
+    run_dir = root / "wandb" / "wandb" / f"offline-run-{cell.key}"
+    return {"result": result, "wandb": {"mode": "offline", "dir": str(run_dir.relative_to(root)), "id": "x"}}
+
+
+@pytest.fixture
+def rendered(tmp_path: Path) -> tuple[str, list[dict], Path]:
+    spec = parse_spec(RAW, name="fake")
+    with pytest.warns(UserWarning, match="NotYet"):
+        run_table(spec, RunOptions(results=tmp_path / "res", wandb="disabled"), executor=_executor, log=lambda _: None)
+    paths = render_table(spec, ResultStore(tmp_path / "res"), out_dir=tmp_path / "lb")
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert paths["png"].stat().st_size > 1000
+    return paths["md"].read_text(), rows, tmp_path
+
+
+def test_markdown_columns_and_rows(rendered: tuple[str, list[dict], Path]) -> None:
+    md, _, _ = rendered
+    assert "| Method | 12 bits reported | 12 bits reproduced | Δ | 48 bits reported | 48 bits reproduced | Δ |" in md
+    # DPSH: mean 0.62, sample std of (0.60, 0.64) = 0.0283, Δ = 0.62 - 0.5; at 48 bits one seed failed.
+    assert "| DPSH | 0.5000 | 0.6200 ± 0.0283 | +0.1200 | — | 0.7000 (1/2 seeds) | — |" in md
+    assert "| KSH *(reported only)* | 0.3000 | reported only | — | 0.4000 | reported only | — |" in md
+    assert "| NotYet *(not implemented)* | — | not implemented | — |" in md
+    assert md.index("| KSH") < md.index("| DPSH") < md.index("| NotYet")  # paper order, then hashbench's rows
+
+
+def test_header_states_protocol_metric_checkpoint_seeds_hardware_code(rendered: tuple[str, list[dict], Path]) -> None:
+    md, _, _ = rendered
+    assert md.startswith("# Fake table\n")
+    assert "never edit by hand" in md
+    assert "- **Reported numbers**: Some et al. 2020, Table 9" in md
+    assert "- **Protocol**: `fashion-mnist`" in md
+    assert "ties: `expected`" in md and "the whole database" in md
+    assert "best validation mAP" in md and "carved from the" in md
+    assert "- **Seeds**: [0, 1]" in md
+    assert "max_epochs=10" in md
+    hardware = next(line for line in md.splitlines() if line.startswith("- **Hardware**"))
+    assert "CPU" in hardware and "no cells" not in hardware
+    assert "- **Code version**: hashbench 0.1.0" in md
+
+
+def test_cells_section_links_offline_wandb_runs(rendered: tuple[str, list[dict], Path]) -> None:
+    md, _, tmp_path = rendered
+    assert "../res/wandb/wandb/offline-run-" in md  # relative to the leaderboard file
+
+
+def test_csv_long_format(rendered: tuple[str, list[dict], Path]) -> None:
+    _, rows, _ = rendered
+    by = {(r["method"], r["n_bits"]): r for r in rows}
+    dpsh12 = by[("DPSH", "12")]
+    assert dpsh12["status"] == "reproduced" and dpsh12["reported"] == "0.500000"
+    assert float(dpsh12["reproduced_mean"]) == pytest.approx(0.62) and dpsh12["n_seeds"] == "2"
+    assert float(dpsh12["delta"]) == pytest.approx(0.12)
+    assert by[("DPSH", "48")]["failed"] == "1"
+    assert by[("KSH", "48")]["status"] == "reported only" and by[("KSH", "48")]["reproduced_mean"] == ""
+    assert by[("NotYet", "12")]["status"] == "not implemented"
+
+
+def test_render_only_cli_and_stale_cells(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec_path = tmp_path / "fake.yaml"
+    import yaml
+
+    spec_path.write_text(yaml.safe_dump(RAW))
+    res, lb = tmp_path / "res", tmp_path / "lb"
+    argv = [str(spec_path), "--results", str(res), "--out", str(lb), "--render-only"]
+    assert main(argv) == 0
+    assert "0.6200" not in (lb / "fake.md").read_text() and "not run" in (lb / "fake.md").read_text()
+    spec = parse_spec(RAW, name="fake")
+    with pytest.warns(UserWarning):
+        run_table(spec, RunOptions(results=res, wandb="disabled"), executor=_executor, log=lambda _: None)
+    assert main(argv) == 0
+    assert "0.6200 ± 0.0283" in (lb / "fake.md").read_text()
+    # The shared code changes: cells of the old version are not used, unless --allow-stale (then marked †).
+    store = ResultStore(res)
+    for path in store.cells_dir.glob("*.json"):
+        if not path.name.endswith(".error.json"):
+            path.rename(path.with_name(path.name.split("-")[0] + "-000000000000.json"))
+    assert main(argv) == 0
+    assert "0.6200" not in (lb / "fake.md").read_text()
+    assert main([*argv, "--allow-stale"]) == 0
+    assert "0.6200 ± 0.0283 (†)" in (lb / "fake.md").read_text()
+
+
+def test_cli_errors_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--list"]) == 0
+    assert "cifar10" in capsys.readouterr().out
+    assert main(["no-such-table"]) == 2
+    assert "available specs" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: x\nprotocol: p\nbits: [12]\nmethods: [DPSH]\nmetric: mAP@all\ncolour: red\n")
+    assert main([str(bad), "--render-only"]) == 2
+    assert "unknown key(s) ['colour']" in capsys.readouterr().err
+    assert main(["cifar10", "--shard", "3/2"]) == 2
+    assert main(["cifar10", "--seeds", "zero"]) == 2
+    assert main([]) == 2
