@@ -15,6 +15,7 @@ FAMILY_CLASSES: dict[str, str] = {
     "listfile": "hashbench.data.listfile:ListFileDataModule",
     "crossmodal-mat": "hashbench.data.crossmodal:CrossModalMatDataModule",
     "crossmodal-clip": "hashbench.data.crossmodal:CrossModalClipDataModule",
+    "fashion-mnist-text": "hashbench.data.synthetic_text:FashionMNISTTextDataModule",
 }
 
 

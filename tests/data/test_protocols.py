@@ -30,6 +30,7 @@ EXPECTED = [
     "mirflickr25k-clip",
     "nuswide21-clip",
     "coco-clip",
+    "fashion-mnist-text",
 ]
 BASE_ARGS = [
     "protocol",
@@ -62,7 +63,11 @@ def test_attributes_known_without_data(name, isolated_root):
     """num_classes / image_shape / multi_label / protocol come from the table, before any data is read."""
     dm = create_datamodule(name)
     proto = get_protocol(name)
-    assert isinstance(dm, HashingDataModule)
+    if proto.family == "fashion-mnist-text":
+        # A wrapper around the fashion-mnist HashingDataModule (same split and transforms) that adds the texts.
+        assert isinstance(dm._images, HashingDataModule)
+    else:
+        assert isinstance(dm, HashingDataModule)
     assert dm.protocol is proto
     assert dm.num_classes == proto.num_classes
     assert dm.multi_label == proto.multi_label
