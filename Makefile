@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format bench demo clean fashion-mnist
+.PHONY: help install test test-all lint format bench demo clean fashion-mnist tables
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | sort | \
@@ -45,8 +45,14 @@ fashion-mnist: ## Put Fashion-MNIST on disk: Debian's dataset-fashion-mnist when
 	@if [ -z "$$HASHBENCH_DATA" ] && [ ! -f $(FMNIST_DEB) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; fi
 
-demo: install fashion-mnist ## The main job end to end on the offline default (Fashion-MNIST)
-	$(BIN)/hashbench run --model DPSH --data fashion-mnist --bits 48
+demo: install fashion-mnist ## Every method on Fashion-MNIST (demo profile) -> leaderboards/fashion-mnist.md|csv|png
+	$(BIN)/hashbench table fashion-mnist --profile demo
+
+table-%: install ## Regenerate leaderboards/<name>.md from experiments/tables/<name>.yaml (ARGS="--seeds 3 ...")
+	$(BIN)/hashbench table $* $(ARGS)
+
+tables: install ## List the table specs
+	$(BIN)/hashbench table --list
 
 clean: ## Remove caches and run outputs (keeps .venv and the results store)
 	rm -rf .pytest_cache .ruff_cache lightning_logs runs wandb
