@@ -181,10 +181,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     text = "# Seed methods on Fashion-MNIST (mAP@all)\n\n" + md + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     print(text)
-    if not args.table_only or args.out.exists():
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        print(f"written to {args.out}", file=sys.stderr)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"written to {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
