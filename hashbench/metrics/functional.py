@@ -358,11 +358,19 @@ def _parallel_rows(fn: Callable[[int, int], None], total: int, step: int, device
         for s in starts:
             fn(s, min(total, s + step))
         return
+    # Grad and inference modes are thread-local: carry the caller's into the workers (Lightning evaluates under
+    # inference_mode, and the workers write into tensors created there).
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+    def call(start: int, stop: int) -> None:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            fn(start, stop)
+
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(fn, s, min(total, s + step)) for s in starts]
+            futures = [pool.submit(call, s, min(total, s + step)) for s in starts]
             for f in futures:
                 f.result()
     finally:

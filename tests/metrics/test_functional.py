@@ -321,3 +321,20 @@ def test_bad_inputs_raise_value_error() -> None:
         with pytest.raises(ValueError):
             case()
             pytest.fail(f"case {i} did not raise")
+
+
+def test_report_under_inference_mode_with_worker_threads() -> None:
+    """Lightning computes metrics under torch.inference_mode; the threaded histogram pass must work there."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(0)
+        q = torch.randint(0, 2, (300, 16), generator=g) * 2 - 1
+        d = torch.randint(0, 2, (500, 16), generator=g) * 2 - 1
+        ql, dl = torch.randint(0, 4, (300,), generator=g), torch.randint(0, 4, (500,), generator=g)
+        expected = retrieval_report(q, d, ql, dl, chunk_size=4096)
+        with torch.inference_mode():
+            got = retrieval_report(q, d, ql, dl, chunk_size=4096)
+        assert torch.equal(expected["mAP@all"], got["mAP@all"])
+    finally:
+        torch.set_num_threads(previous)
