@@ -82,6 +82,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -342,34 +343,37 @@ def _fold(bins: Tensor, rows: int, num_bits: int, weight: int) -> tuple[Tensor, 
     return grid.sum(2), grid[:, :, 1:].sum(2)
 
 
-def _worker_count(device: torch.device) -> int:
-    return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
-
-
-def _parallel_rows(fn: Callable[[int, int], None], total: int, step: int, device: torch.device) -> None:
-    """Run ``fn(start, stop)`` over row blocks, on several threads for CPU tensors.
-
-    ``torch.bincount`` is single-threaded, so instead of parallelising inside each op we run independent row
-    blocks in parallel (torch releases the GIL) with one intra-op thread each.
-    """
+def _parallel_rows(fn: Callable[[int, int], None], total: int, step: int, workers: int) -> None:
+    """Run ``fn(start, stop)`` over row blocks on ``workers`` Python threads (torch releases the GIL)."""
     starts = list(range(0, total, step))
-    workers = min(_worker_count(device), len(starts))
+    workers = min(workers, len(starts))
     if workers <= 1:
         for s in starts:
             fn(s, min(total, s + step))
         return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(fn, s, min(total, s + step)) for s in starts]
+        for f in futures:
+            f.result()
+
+
+@contextmanager
+def _single_intra_op_thread() -> Iterator[int]:
+    """Use one intra-op thread inside; yields the previous thread count (= the number of workers to use).
+
+    ``torch.bincount`` is single-threaded, so instead of parallelising inside each op we run independent row
+    blocks on that many Python threads. The closed-form maths afterwards works on small ``[Q, K + 1]``
+    tensors, where an OpenMP team only costs barrier waits (badly so on an oversubscribed machine).
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(fn, s, min(total, s + step)) for s in starts]
-            for f in futures:
-                f.result()
+        yield previous
     finally:
         torch.set_num_threads(previous)
 
 
-def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int) -> tuple[Tensor, Tensor]:
+def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int, workers: int = 1) -> tuple[Tensor, Tensor]:
     """Per-query counts ``n[q, h]`` (all items) and ``m[q, h]`` (relevant items) at each distance ``h``."""
     num_q, num_bits = q.shape
     num_d = d.shape[0]
@@ -423,7 +427,7 @@ def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int) -> tuple
             n_all[r0:r1] = acc_all
             n_rel[r0:r1] = acc_rel
 
-    _parallel_rows(run, num_q, rows_per_tile, device)
+    _parallel_rows(run, num_q, rows_per_tile, workers if device.type == "cpu" else 1)
     return n_all, n_rel
 
 
@@ -616,18 +620,27 @@ def _report(
     chunk_size: int,
     recall: bool = True,
 ) -> dict[str, Tensor]:
-    n_all, n_rel = _histograms(q, d, labels, chunk_size)
     out: dict[str, Tensor] = {}
-    total_rel = n_rel.sum(1).double()
-    if ties == "expected":
-        for k in ks:
-            out[_key_for_k(k)] = _expected_ap(n_all, n_rel, k).mean()
-        for n in ns:
-            hits, size = _expected_hits_at(n_all, n_rel, n)
-            out[f"P@{n}"] = (hits / size).mean()
-            if recall:
-                out[f"R@{n}"] = torch.where(total_rel > 0, hits / total_rel.clamp(min=1.0), 0.0).mean()
-    else:
+    with _single_intra_op_thread() as workers:
+        n_all, n_rel = _histograms(q, d, labels, chunk_size, workers)
+        total_rel = n_rel.sum(1).double()
+        if ties == "expected":
+            for k in ks:
+                out[_key_for_k(k)] = _expected_ap(n_all, n_rel, k).mean()
+            for n in ns:
+                hits, size = _expected_hits_at(n_all, n_rel, n)
+                out[f"P@{n}"] = (hits / size).mean()
+                if recall:
+                    out[f"R@{n}"] = torch.where(total_rel > 0, hits / total_rel.clamp(min=1.0), 0.0).mean()
+        if radius is not None:
+            ball_all = n_all[:, : radius + 1].sum(1).double()
+            ball_rel = n_rel[:, : radius + 1].sum(1).double()
+            prec = torch.where(ball_all > 0, ball_rel / ball_all.clamp(min=1.0), 0.0)
+            out[f"P@H<={radius}"] = prec.mean()
+            out[f"P@H<={radius}/nonempty"] = (ball_all > 0).double().mean()
+        if pr_curve:
+            out["pr_precision"], out["pr_recall"] = _pr_from_hist(n_all, n_rel)
+    if ties == "index":
         depth_needed = [k for k in ks] + list(ns)
         depth = None if any(k is None for k in depth_needed) else max(depth_needed, default=1)
         ap_sums = {k: torch.zeros((), dtype=torch.float64, device=q.device) for k in ks}
@@ -644,15 +657,26 @@ def _report(
             out[f"P@{n}"] = (hits / min(n, d.shape[0])).mean()
             if recall:
                 out[f"R@{n}"] = torch.where(total_rel > 0, hits / total_rel.clamp(min=1.0), 0.0).mean()
+    return _ordered(out, ks, radius, ns, pr_curve, recall)
+
+
+def _ordered(
+    out: dict[str, Tensor],
+    ks: Sequence[int | None],
+    radius: int | None,
+    ns: Sequence[int],
+    pr_curve: bool,
+    recall: bool,
+) -> dict[str, Tensor]:
+    """Return the report with keys in a fixed order: mAP@k..., P@H<=r, P@H<=r/nonempty, P@N, R@N..., curves."""
+    keys = [_key_for_k(k) for k in ks]
     if radius is not None:
-        ball_all = n_all[:, : radius + 1].sum(1).double()
-        ball_rel = n_rel[:, : radius + 1].sum(1).double()
-        prec = torch.where(ball_all > 0, ball_rel / ball_all.clamp(min=1.0), 0.0)
-        out[f"P@H<={radius}"] = prec.mean()
-        out[f"P@H<={radius}/nonempty"] = (ball_all > 0).double().mean()
+        keys += [f"P@H<={radius}", f"P@H<={radius}/nonempty"]
+    for n in ns:
+        keys += [f"P@{n}", f"R@{n}"] if recall else [f"P@{n}"]
     if pr_curve:
-        out["pr_precision"], out["pr_recall"] = _pr_from_hist(n_all, n_rel)
-    return out
+        keys += ["pr_precision", "pr_recall"]
+    return {key: out[key] for key in keys}
 
 
 def _pr_from_hist(n_all: Tensor, n_rel: Tensor) -> tuple[Tensor, Tensor]:
