@@ -37,7 +37,9 @@ actual ranked list (a stable sort / top-k per query).
 
 The pass multiplies an integer "feature" matrix of the queries with one of the database (``int8`` matmul,
 exact integer arithmetic) such that each product *is* the histogram bin index of that pair
-(``W (K - q.d) + overlap + row_offset``), then runs one ``torch.bincount`` per tile. Single-label data is
+(``2h + row_offset`` for single-label data, ``W h + overlap + row_offset`` for multi-label data, where
+``overlap`` is the number of shared labels and ``W`` exceeds its maximum), then runs one ``torch.bincount``
+per tile. Single-label data is
 processed class block by class block of the (class-sorted) database, so relevance needs no per-pair work
 at all; for multi-label data the label overlap is folded into the same matmul. Work is tiled into at most
 ``chunk_size`` pairs, so memory does not grow with the number of queries, and tiles run on
@@ -107,7 +109,7 @@ _INT8_MAX = 127
 # The asymptotic digamma series is used for arguments >= this; below it the first terms are summed directly.
 _DIGAMMA_SERIES_FROM = 32
 # Upper bound on rows x (number of hypergeometric support points) handled at once in the expected-AP maths.
-_HYPERGEOM_BLOCK = 1 << 22
+_HYPERGEOM_BLOCK = 1 << 20
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -337,9 +339,15 @@ def _query_features(q: Tensor, extra: Tensor | None, weight: int, bins_per_row: 
     return out.to(torch.int8) if int(out.abs().max()) <= _INT8_MAX else out
 
 
-def _fold(bins: Tensor, rows: int, num_bits: int, weight: int) -> tuple[Tensor, Tensor]:
-    """Collapse bincount output into per-row (all, relevant) counts over distances ``0..K``."""
-    grid = bins.view(rows, 2 * num_bits + 1, weight)[:, ::2, :]  # only even values of K - s occur
+def _fold(bins: Tensor, rows: int, num_bits: int, weight: int, doubled: bool) -> tuple[Tensor, Tensor]:
+    """Collapse bincount output into per-row (all, relevant) counts over distances ``0..K``.
+
+    ``doubled``: bins are indexed by ``K - s = 2h`` (odd entries unused) rather than by ``h``.
+    """
+    if doubled:
+        grid = bins.view(rows, 2 * num_bits + 1, weight)[:, ::2, :]
+    else:
+        grid = bins.view(rows, num_bits + 1, weight)
     return grid.sum(2), grid[:, :, 1:].sum(2)
 
 
@@ -394,20 +402,23 @@ def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int, workers:
         d_sorted = d[order]
     else:
         overlap_max = min(int(labels.query.sum(1).max()), int(labels.db.sum(1).max()))
-        weight = overlap_max + 1
+        weight = overlap_max + 1 + (overlap_max + 1) % 2  # even, so W (K - s) / 2 = W h is an integer matmul
         extra_q, extra_d = labels.query, labels.db
         blocks = [(None, 0, num_d)]
         d_sorted = d
-    bins_per_row = weight * (2 * num_bits + 1)
-    const_width = _const_width(weight * num_bits + rows_per_tile * bins_per_row)
+    step = weight if labels.kind == "single" else weight // 2  # bin = step * (K - s) + overlap + row offset
+    bins_per_row = weight * (2 * num_bits + 1) if labels.kind == "single" else weight * (num_bits + 1)
+    if labels.kind == "multi":
+        # Keep each tile's histogram (rows x bins) small enough to stay in cache during bincount.
+        rows_per_tile = max(1, min(rows_per_tile, (1 << 14) // bins_per_row))
+        cols_per_tile = max(1, chunk_size // rows_per_tile)
+    const_width = _const_width(step * num_bits + rows_per_tile * bins_per_row)
     db_feat = _db_features(d_sorted, extra_d, const_width)
     lock = threading.Lock()
 
     def run(r0: int, r1: int) -> None:
         rows = r1 - r0
-        q_feat = _query_features(
-            q[r0:r1], None if extra_q is None else extra_q[r0:r1], weight, bins_per_row, const_width
-        )
+        q_feat = _query_features(q[r0:r1], None if extra_q is None else extra_q[r0:r1], step, bins_per_row, const_width)
         d_feat = db_feat
         acc_all = torch.zeros(rows, num_bits + 1, dtype=torch.long, device=device)
         acc_rel = torch.zeros(rows, num_bits + 1, dtype=torch.long, device=device)
@@ -416,7 +427,7 @@ def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int, workers:
             for c0 in range(start, stop, cols_per_tile):
                 idx = _inner_products(q_feat, d_feat[c0 : min(stop, c0 + cols_per_tile)])
                 block += torch.bincount(idx.reshape(-1), minlength=rows * bins_per_row)
-            all_counts, rel_counts = _fold(block, rows, num_bits, weight)
+            all_counts, rel_counts = _fold(block, rows, num_bits, weight, labels.kind == "single")
             acc_all += all_counts
             if cls is None:
                 acc_rel += rel_counts
@@ -522,6 +533,13 @@ def _expected_ap(n_all: Tensor, n_rel: Tensor, k: int | None) -> Tensor:
     # Boundary group: hypergeometric number x of relevant items among its first c slots.
     lo = (bd.c - (bd.n - bd.m)).clamp(min=0)
     hi = torch.minimum(bd.c, bd.m)
+    # Only the numerically relevant part of the support: Hoeffding's bound for sampling without replacement
+    # gives P(|X - E X| >= t) <= 2 exp(-2 t^2 / s), s = min(c, n - c); t = 6 sqrt(s) + 2 leaves < 1e-31 of the
+    # mass outside, far below float64 resolution (each term is at most 1).
+    mean = bd.c.double() * bd.m.double() / bd.n.double().clamp(min=1.0)
+    half = 6.0 * torch.minimum(bd.c, bd.n - bd.c).double().sqrt() + 2.0
+    lo = torch.maximum(lo, (mean - half).floor().long())
+    hi = torch.minimum(hi, (mean + half).ceil().long())
     dh_c = _harmonic_span(bd.b + 1, bd.c)
     g_c = bd.c.double() - (bd.b.double() + 1.0) * dh_c
     ap = torch.empty(num_q, dtype=torch.float64, device=n_all.device)
