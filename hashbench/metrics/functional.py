@@ -388,7 +388,7 @@ def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int, workers:
     device = q.device
     n_all = torch.zeros(num_q, num_bits + 1, dtype=torch.long, device=device)
     n_rel = torch.zeros(num_q, num_bits + 1, dtype=torch.long, device=device)
-    rows_per_tile = max(1, min(num_q, 128, chunk_size))
+    rows_per_tile = max(1, min(num_q, 256, chunk_size))
     cols_per_tile = max(1, chunk_size // rows_per_tile)
 
     if labels.kind == "single":
@@ -408,10 +408,6 @@ def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int, workers:
         d_sorted = d
     step = weight if labels.kind == "single" else weight // 2  # bin = step * (K - s) + overlap + row offset
     bins_per_row = weight * (2 * num_bits + 1) if labels.kind == "single" else weight * (num_bits + 1)
-    if labels.kind == "multi":
-        # Keep each tile's histogram (rows x bins) small enough to stay in cache during bincount.
-        rows_per_tile = max(1, min(rows_per_tile, (1 << 14) // bins_per_row))
-        cols_per_tile = max(1, chunk_size // rows_per_tile)
     const_width = _const_width(step * num_bits + rows_per_tile * bins_per_row)
     db_feat = _db_features(d_sorted, extra_d, const_width)
     lock = threading.Lock()
@@ -425,7 +421,9 @@ def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int, workers:
         for cls, start, stop in blocks:
             block = torch.zeros(rows * bins_per_row, dtype=torch.long, device=device)
             for c0 in range(start, stop, cols_per_tile):
-                idx = _inner_products(q_feat, d_feat[c0 : min(stop, c0 + cols_per_tile)])
+                # Database-major product ([cols, rows]): about twice as fast as the transpose for these shapes
+                # with the CPU int8 kernels, and bincount does not care about the layout.
+                idx = _inner_products(d_feat[c0 : min(stop, c0 + cols_per_tile)], q_feat)
                 block += torch.bincount(idx.reshape(-1), minlength=rows * bins_per_row)
             all_counts, rel_counts = _fold(block, rows, num_bits, weight, labels.kind == "single")
             acc_all += all_counts
