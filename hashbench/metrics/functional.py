@@ -656,7 +656,7 @@ def _report(
             out[f"P@H<={radius}/nonempty"] = (ball_all > 0).double().mean()
         if pr_curve:
             out["pr_precision"], out["pr_recall"] = _pr_from_hist(n_all, n_rel)
-    if ties == "index":
+    if ties == "index" and (ks or ns):
         depth_needed = [k for k in ks] + list(ns)
         depth = None if any(k is None for k in depth_needed) else max(depth_needed, default=1)
         ap_sums = {k: torch.zeros((), dtype=torch.float64, device=q.device) for k in ks}
