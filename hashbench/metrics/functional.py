@@ -37,7 +37,9 @@ actual ranked list (a stable sort / top-k per query).
 
 The pass multiplies an integer "feature" matrix of the queries with one of the database (``int8`` matmul,
 exact integer arithmetic) such that each product *is* the histogram bin index of that pair
-(``W (K - q.d) + overlap + row_offset``), then runs one ``torch.bincount`` per tile. Single-label data is
+(``2h + row_offset`` for single-label data, ``W h + overlap + row_offset`` for multi-label data, where
+``overlap`` is the number of shared labels and ``W`` exceeds its maximum), then runs one ``torch.bincount``
+per tile. Single-label data is
 processed class block by class block of the (class-sorted) database, so relevance needs no per-pair work
 at all; for multi-label data the label overlap is folded into the same matmul. Work is tiled into at most
 ``chunk_size`` pairs, so memory does not grow with the number of queries, and tiles run on
@@ -82,6 +84,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -106,7 +109,7 @@ _INT8_MAX = 127
 # The asymptotic digamma series is used for arguments >= this; below it the first terms are summed directly.
 _DIGAMMA_SERIES_FROM = 32
 # Upper bound on rows x (number of hypergeometric support points) handled at once in the expected-AP maths.
-_HYPERGEOM_BLOCK = 1 << 22
+_HYPERGEOM_BLOCK = 1 << 20
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -336,24 +339,22 @@ def _query_features(q: Tensor, extra: Tensor | None, weight: int, bins_per_row: 
     return out.to(torch.int8) if int(out.abs().max()) <= _INT8_MAX else out
 
 
-def _fold(bins: Tensor, rows: int, num_bits: int, weight: int) -> tuple[Tensor, Tensor]:
-    """Collapse bincount output into per-row (all, relevant) counts over distances ``0..K``."""
-    grid = bins.view(rows, 2 * num_bits + 1, weight)[:, ::2, :]  # only even values of K - s occur
+def _fold(bins: Tensor, rows: int, num_bits: int, weight: int, doubled: bool) -> tuple[Tensor, Tensor]:
+    """Collapse bincount output into per-row (all, relevant) counts over distances ``0..K``.
+
+    ``doubled``: bins are indexed by ``K - s = 2h`` (odd entries unused) rather than by ``h``.
+    """
+    if doubled:
+        grid = bins.view(rows, 2 * num_bits + 1, weight)[:, ::2, :]
+    else:
+        grid = bins.view(rows, num_bits + 1, weight)
     return grid.sum(2), grid[:, :, 1:].sum(2)
 
 
-def _worker_count(device: torch.device) -> int:
-    return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
-
-
-def _parallel_rows(fn: Callable[[int, int], None], total: int, step: int, device: torch.device) -> None:
-    """Run ``fn(start, stop)`` over row blocks, on several threads for CPU tensors.
-
-    ``torch.bincount`` is single-threaded, so instead of parallelising inside each op we run independent row
-    blocks in parallel (torch releases the GIL) with one intra-op thread each.
-    """
+def _parallel_rows(fn: Callable[[int, int], None], total: int, step: int, workers: int) -> None:
+    """Run ``fn(start, stop)`` over row blocks on ``workers`` Python threads (torch releases the GIL)."""
     starts = list(range(0, total, step))
-    workers = min(_worker_count(device), len(starts))
+    workers = min(workers, len(starts))
     if workers <= 1:
         for s in starts:
             fn(s, min(total, s + step))
@@ -366,25 +367,36 @@ def _parallel_rows(fn: Callable[[int, int], None], total: int, step: int, device
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             fn(start, stop)
 
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(call, s, min(total, s + step)) for s in starts]
+        for f in futures:
+            f.result()
+
+
+@contextmanager
+def _single_intra_op_thread() -> Iterator[int]:
+    """Use one intra-op thread inside; yields the previous thread count (= the number of workers to use).
+
+    ``torch.bincount`` is single-threaded, so instead of parallelising inside each op we run independent row
+    blocks on that many Python threads. The closed-form maths afterwards works on small ``[Q, K + 1]``
+    tensors, where an OpenMP team only costs barrier waits (badly so on an oversubscribed machine).
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(call, s, min(total, s + step)) for s in starts]
-            for f in futures:
-                f.result()
+        yield previous
     finally:
         torch.set_num_threads(previous)
 
 
-def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int) -> tuple[Tensor, Tensor]:
+def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int, workers: int = 1) -> tuple[Tensor, Tensor]:
     """Per-query counts ``n[q, h]`` (all items) and ``m[q, h]`` (relevant items) at each distance ``h``."""
     num_q, num_bits = q.shape
     num_d = d.shape[0]
     device = q.device
     n_all = torch.zeros(num_q, num_bits + 1, dtype=torch.long, device=device)
     n_rel = torch.zeros(num_q, num_bits + 1, dtype=torch.long, device=device)
-    rows_per_tile = max(1, min(num_q, 128, chunk_size))
+    rows_per_tile = max(1, min(num_q, 256, chunk_size))
     cols_per_tile = max(1, chunk_size // rows_per_tile)
 
     if labels.kind == "single":
@@ -398,29 +410,30 @@ def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int) -> tuple
         d_sorted = d[order]
     else:
         overlap_max = min(int(labels.query.sum(1).max()), int(labels.db.sum(1).max()))
-        weight = overlap_max + 1
+        weight = overlap_max + 1 + (overlap_max + 1) % 2  # even, so W (K - s) / 2 = W h is an integer matmul
         extra_q, extra_d = labels.query, labels.db
         blocks = [(None, 0, num_d)]
         d_sorted = d
-    bins_per_row = weight * (2 * num_bits + 1)
-    const_width = _const_width(weight * num_bits + rows_per_tile * bins_per_row)
+    step = weight if labels.kind == "single" else weight // 2  # bin = step * (K - s) + overlap + row offset
+    bins_per_row = weight * (2 * num_bits + 1) if labels.kind == "single" else weight * (num_bits + 1)
+    const_width = _const_width(step * num_bits + rows_per_tile * bins_per_row)
     db_feat = _db_features(d_sorted, extra_d, const_width)
     lock = threading.Lock()
 
     def run(r0: int, r1: int) -> None:
         rows = r1 - r0
-        q_feat = _query_features(
-            q[r0:r1], None if extra_q is None else extra_q[r0:r1], weight, bins_per_row, const_width
-        )
+        q_feat = _query_features(q[r0:r1], None if extra_q is None else extra_q[r0:r1], step, bins_per_row, const_width)
         d_feat = db_feat
         acc_all = torch.zeros(rows, num_bits + 1, dtype=torch.long, device=device)
         acc_rel = torch.zeros(rows, num_bits + 1, dtype=torch.long, device=device)
         for cls, start, stop in blocks:
             block = torch.zeros(rows * bins_per_row, dtype=torch.long, device=device)
             for c0 in range(start, stop, cols_per_tile):
-                idx = _inner_products(q_feat, d_feat[c0 : min(stop, c0 + cols_per_tile)])
+                # Database-major product ([cols, rows]): about twice as fast as the transpose for these shapes
+                # with the CPU int8 kernels, and bincount does not care about the layout.
+                idx = _inner_products(d_feat[c0 : min(stop, c0 + cols_per_tile)], q_feat)
                 block += torch.bincount(idx.reshape(-1), minlength=rows * bins_per_row)
-            all_counts, rel_counts = _fold(block, rows, num_bits, weight)
+            all_counts, rel_counts = _fold(block, rows, num_bits, weight, labels.kind == "single")
             acc_all += all_counts
             if cls is None:
                 acc_rel += rel_counts
@@ -431,7 +444,7 @@ def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int) -> tuple
             n_all[r0:r1] = acc_all
             n_rel[r0:r1] = acc_rel
 
-    _parallel_rows(run, num_q, rows_per_tile, device)
+    _parallel_rows(run, num_q, rows_per_tile, workers if device.type == "cpu" else 1)
     return n_all, n_rel
 
 
@@ -526,6 +539,13 @@ def _expected_ap(n_all: Tensor, n_rel: Tensor, k: int | None) -> Tensor:
     # Boundary group: hypergeometric number x of relevant items among its first c slots.
     lo = (bd.c - (bd.n - bd.m)).clamp(min=0)
     hi = torch.minimum(bd.c, bd.m)
+    # Only the numerically relevant part of the support: Hoeffding's bound for sampling without replacement
+    # gives P(|X - E X| >= t) <= 2 exp(-2 t^2 / s), s = min(c, n - c); t = 6 sqrt(s) + 2 leaves < 1e-31 of the
+    # mass outside, far below float64 resolution (each term is at most 1).
+    mean = bd.c.double() * bd.m.double() / bd.n.double().clamp(min=1.0)
+    half = 6.0 * torch.minimum(bd.c, bd.n - bd.c).double().sqrt() + 2.0
+    lo = torch.maximum(lo, (mean - half).floor().long())
+    hi = torch.minimum(hi, (mean + half).ceil().long())
     dh_c = _harmonic_span(bd.b + 1, bd.c)
     g_c = bd.c.double() - (bd.b.double() + 1.0) * dh_c
     ap = torch.empty(num_q, dtype=torch.float64, device=n_all.device)
@@ -624,18 +644,27 @@ def _report(
     chunk_size: int,
     recall: bool = True,
 ) -> dict[str, Tensor]:
-    n_all, n_rel = _histograms(q, d, labels, chunk_size)
     out: dict[str, Tensor] = {}
-    total_rel = n_rel.sum(1).double()
-    if ties == "expected":
-        for k in ks:
-            out[_key_for_k(k)] = _expected_ap(n_all, n_rel, k).mean()
-        for n in ns:
-            hits, size = _expected_hits_at(n_all, n_rel, n)
-            out[f"P@{n}"] = (hits / size).mean()
-            if recall:
-                out[f"R@{n}"] = torch.where(total_rel > 0, hits / total_rel.clamp(min=1.0), 0.0).mean()
-    else:
+    with _single_intra_op_thread() as workers:
+        n_all, n_rel = _histograms(q, d, labels, chunk_size, workers)
+        total_rel = n_rel.sum(1).double()
+        if ties == "expected":
+            for k in ks:
+                out[_key_for_k(k)] = _expected_ap(n_all, n_rel, k).mean()
+            for n in ns:
+                hits, size = _expected_hits_at(n_all, n_rel, n)
+                out[f"P@{n}"] = (hits / size).mean()
+                if recall:
+                    out[f"R@{n}"] = torch.where(total_rel > 0, hits / total_rel.clamp(min=1.0), 0.0).mean()
+        if radius is not None:
+            ball_all = n_all[:, : radius + 1].sum(1).double()
+            ball_rel = n_rel[:, : radius + 1].sum(1).double()
+            prec = torch.where(ball_all > 0, ball_rel / ball_all.clamp(min=1.0), 0.0)
+            out[f"P@H<={radius}"] = prec.mean()
+            out[f"P@H<={radius}/nonempty"] = (ball_all > 0).double().mean()
+        if pr_curve:
+            out["pr_precision"], out["pr_recall"] = _pr_from_hist(n_all, n_rel)
+    if ties == "index" and (ks or ns):
         depth_needed = [k for k in ks] + list(ns)
         depth = None if any(k is None for k in depth_needed) else max(depth_needed, default=1)
         ap_sums = {k: torch.zeros((), dtype=torch.float64, device=q.device) for k in ks}
@@ -652,15 +681,26 @@ def _report(
             out[f"P@{n}"] = (hits / min(n, d.shape[0])).mean()
             if recall:
                 out[f"R@{n}"] = torch.where(total_rel > 0, hits / total_rel.clamp(min=1.0), 0.0).mean()
+    return _ordered(out, ks, radius, ns, pr_curve, recall)
+
+
+def _ordered(
+    out: dict[str, Tensor],
+    ks: Sequence[int | None],
+    radius: int | None,
+    ns: Sequence[int],
+    pr_curve: bool,
+    recall: bool,
+) -> dict[str, Tensor]:
+    """Return the report with keys in a fixed order: mAP@k..., P@H<=r, P@H<=r/nonempty, P@N, R@N..., curves."""
+    keys = [_key_for_k(k) for k in ks]
     if radius is not None:
-        ball_all = n_all[:, : radius + 1].sum(1).double()
-        ball_rel = n_rel[:, : radius + 1].sum(1).double()
-        prec = torch.where(ball_all > 0, ball_rel / ball_all.clamp(min=1.0), 0.0)
-        out[f"P@H<={radius}"] = prec.mean()
-        out[f"P@H<={radius}/nonempty"] = (ball_all > 0).double().mean()
+        keys += [f"P@H<={radius}", f"P@H<={radius}/nonempty"]
+    for n in ns:
+        keys += [f"P@{n}", f"R@{n}"] if recall else [f"P@{n}"]
     if pr_curve:
-        out["pr_precision"], out["pr_recall"] = _pr_from_hist(n_all, n_rel)
-    return out
+        keys += ["pr_precision", "pr_recall"]
+    return {key: out[key] for key in keys}
 
 
 def _pr_from_hist(n_all: Tensor, n_rel: Tensor) -> tuple[Tensor, Tensor]:
