@@ -70,12 +70,34 @@ def shared_code_hash() -> str:
     return _hash_files(files)
 
 
+def method_source_files(method_cls: type) -> list[Path]:
+    """The method's own file plus every ``hashbench.methods`` file its class hierarchy comes from.
+
+    ``methods/base.py`` is shared code (hashed for every cell); a method built on another module's class
+    (DCMH on ``_crossmodal.py``, LSH on ``_shallow.py``, SSDH on ``udmsh.py``) depends on that file too.
+    """
+    files: list[Path] = []
+    for klass in inspect.getmro(method_cls):
+        module = getattr(klass, "__module__", "")
+        if klass is not method_cls and (not module.startswith("hashbench.methods.") or module.endswith(".base")):
+            continue
+        try:
+            source = inspect.getsourcefile(klass)
+        except TypeError:
+            continue
+        if source is not None and Path(source) not in files:
+            files.append(Path(source))
+    return files
+
+
 def method_source_hash(method_cls: type) -> str:
-    """Hash of the file that defines the method class."""
-    source = inspect.getsourcefile(method_cls)
-    if source is None:
+    """Hash of the files that define the method class (see :func:`method_source_files`)."""
+    files = method_source_files(method_cls)
+    if not files:
         return "unknown"
-    return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    if len(files) == 1:
+        return hashlib.sha256(files[0].read_bytes()).hexdigest()
+    return _hash_files(files)
 
 
 @lru_cache(maxsize=1)

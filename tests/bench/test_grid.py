@@ -84,3 +84,14 @@ def test_parse_shard() -> None:
     for bad in ("4/4", "-1/2", "1/0", "x", "1/2/3"):
         with pytest.raises(ValueError, match="--shard"):
             parse_shard(bad)
+
+
+def test_method_hash_covers_the_files_its_class_hierarchy_comes_from() -> None:
+    from hashbench.bench.grid import method_source_files
+    from hashbench.registry import get_method
+
+    names = lambda m: sorted(p.name for p in method_source_files(get_method(m)))  # noqa: E731
+    assert names("DPSH") == ["dpsh.py"]  # base.py is shared code, hashed for every cell
+    assert names("DCMH") == ["_crossmodal.py", "dcmh.py"]
+    assert names("SSDH") == ["ssdh.py", "udmsh.py"]
+    assert "_shallow.py" in names("ITQ")
