@@ -37,8 +37,9 @@ format: install ## Apply ruff's formatter and autofixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## Run the speed/memory benchmarks and print their tables
-	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+SPEED_BENCHMARKS := eval_speed data_speed train_step dhih_scaling udmsh_memory
+bench: install ## Run the speed/memory benchmarks and print their tables (result tables: make table-<name>)
+	@for b in $(SPEED_BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 FMNIST_DEB := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 fashion-mnist: ## Put Fashion-MNIST on disk: Debian's dataset-fashion-mnist when root (else torchvision downloads it)
