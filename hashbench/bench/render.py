@@ -438,6 +438,12 @@ def _figure(spec: TableSpec, rows: list[Row], path: Path) -> None:
     fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 4.8), squeeze=False)
     ax = axes[0][0]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # Past one colour cycle, change the line style so every method stays distinguishable in the legend.
+    styles = ["-", "--", ":", "-."]
+
+    def style(i: int) -> str:
+        return styles[(i // len(colors)) % len(styles)]
+
     plotted = [r for r in rows if any(e.mean is not None or e.reported is not None for e in r.entries.values())]
     if len(spec.bits) > 1:
         for i, row in enumerate(plotted):
@@ -446,7 +452,9 @@ def _figure(spec: TableSpec, rows: list[Row], path: Path) -> None:
             if xs:
                 ys = [row.entries[b].mean for b in xs]
                 err = [row.entries[b].std or 0.0 for b in xs]
-                ax.errorbar(xs, ys, yerr=err, marker="o", color=color, label=f"{row.method}", capsize=3)
+                ax.errorbar(
+                    xs, ys, yerr=err, marker="o", color=color, linestyle=style(i), label=f"{row.method}", capsize=3
+                )
             xr = [b for b in spec.bits if row.entries[b].reported is not None]
             if xr:
                 ax.plot(
@@ -486,7 +494,7 @@ def _figure(spec: TableSpec, rows: list[Row], path: Path) -> None:
         ax2 = axes[0][1]
         bits, curves = pr
         for i, (name, (recall, precision)) in enumerate(curves.items()):
-            ax2.plot(recall, precision, color=colors[i % len(colors)], label=name)
+            ax2.plot(recall, precision, color=colors[i % len(colors)], linestyle=style(i), label=name)
         ax2.set_xlabel("recall")
         ax2.set_ylabel("precision")
         ax2.set_title(f"Precision-recall by Hamming radius, {bits} bits (seed {curves_seed(rows, bits)})", fontsize=9)
