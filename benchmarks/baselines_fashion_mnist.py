@@ -13,6 +13,7 @@ Run: ``PYTHONPATH=. python benchmarks/baselines_fashion_mnist.py [--methods DSH 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from pathlib import Path
@@ -77,11 +78,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the rows already in <out>.json and run only the missing methods"
+    )
     args = parser.parse_args()
     header = _header(args.bits, args.seed, args.profile)
     print(header, flush=True)
+    rows_file = args.out.with_suffix(".json")
     rows: list[dict] = []
+    if args.resume and rows_file.exists():
+        rows = json.loads(rows_file.read_text())
+    done = {r["method"] for r in rows}
     for name in args.methods:
+        if name in done:
+            continue
         t0 = time.perf_counter()
         res = run_cell(name, protocol="fashion-mnist", n_bits=args.bits, seed=args.seed, profile=args.profile)
         rows.append(
@@ -100,7 +110,10 @@ def main() -> None:
             f"best epoch {res.best_epoch}, {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
+        order = [*BASELINES, *args.methods]
+        rows.sort(key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
         args.out.parent.mkdir(parents=True, exist_ok=True)
+        rows_file.write_text(json.dumps(rows, indent=1))
         args.out.write_text(header + "\n" + _table(rows) + "\n" + _verdict(rows))
     print("\n" + _table(rows) + "\n" + _verdict(rows))
 
