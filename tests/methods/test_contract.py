@@ -70,7 +70,7 @@ def test_shapes_codes_and_finite_named_losses(name: str, multi_label: bool) -> N
 def test_gradients_reach_backbone_and_head(name: str) -> None:
     model = _configured(name)
     if not model.automatic_optimization:
-        pytest.skip(f"{name} optimises in its own training_step")
+        pytest.skip(f"{name} has no automatic gradient step (closed-form fit or its own optimisation)")
     batch = _batch()
     model.train()
     terms = model.compute_loss(batch)
