@@ -133,10 +133,6 @@ def run_cell(
         "default_root_dir": str(root_dir),
         "num_sanity_val_steps": 0,
         "deterministic": "warn",
-        # Evaluate under no_grad rather than inference_mode: the metric's chunked histogram runs on a thread
-        # pool, and inference mode is thread-local, so worker threads cannot write into the inference tensors
-        # that the evaluation creates (RuntimeError on the full Fashion-MNIST database).
-        "inference_mode": False,
         **(trainer_kwargs or {}),
     }
     trainer = L.Trainer(**tkw)
