@@ -35,15 +35,18 @@ One pass over the query x database pairs builds, per query, the histogram ``n[d]
 metric follows from these ``2 (K + 1)`` integers per query in closed form; only ``ties="index"`` needs the
 actual ranked list (a stable sort / top-k per query).
 
-The pass multiplies an integer "feature" matrix of the queries with one of the database (``int8`` matmul,
-exact integer arithmetic) such that each product *is* the histogram bin index of that pair
-(``2h + row_offset`` for single-label data, ``W h + overlap + row_offset`` for multi-label data, where
-``overlap`` is the number of shared labels and ``W`` exceeds its maximum), then runs one ``torch.bincount``
-per tile. Single-label data is
-processed class block by class block of the (class-sorted) database, so relevance needs no per-pair work
-at all; for multi-label data the label overlap is folded into the same matmul. Work is tiled into at most
-``chunk_size`` pairs, so memory does not grow with the number of queries, and tiles run on
-``torch.get_num_threads()`` worker threads (``bincount`` is single-threaded).
+On the CPU the pass packs the codes into 64-bit words and counts ``popcount(q XOR d)`` per pair into a small
+per-query histogram, in loops compiled with numba (:mod:`hashbench.metrics._popcount`; four queries share each
+pass over the database). Single-label data is processed class block by class block of the (class-sorted)
+database, so relevance needs no per-pair work at all; multi-label relevance is one AND of packed label words
+per pair. Row blocks run on ``torch.get_num_threads()`` worker threads (the kernels release the GIL).
+
+The portable path (accelerators, or a CPU without numba; ``HISTOGRAM_BACKEND = "torch"`` forces it) multiplies
+an integer "feature" matrix of the queries with one of the database (``int8`` matmul, exact integer arithmetic)
+such that each product *is* the histogram bin index of that pair (``2h + row_offset`` for single-label data,
+``W h + overlap + row_offset`` for multi-label data, where ``overlap`` is the number of shared labels and ``W``
+exceeds its maximum), then runs one ``torch.bincount`` per tile of at most ``chunk_size`` pairs, so memory does
+not grow with the number of queries. Both paths produce identical integer counts (tested).
 
 Closed form of expected AP (``ties="expected"``)
 ------------------------------------------------
@@ -89,6 +92,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from hashbench.metrics import _popcount
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -389,8 +394,66 @@ def _single_intra_op_thread() -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
+#: Which histogram implementation CPU tensors use: ``"auto"`` (the compiled popcount kernels when numba is
+#: installed, else torch), ``"popcount"`` or ``"torch"``. Results are identical; tests exercise both.
+HISTOGRAM_BACKEND = "auto"
+_BACKENDS = ("auto", "popcount", "torch")
+# Queries per task handed to a worker thread by the popcount path (a multiple of the kernels' block of 4).
+_POPCOUNT_ROWS_PER_TASK = 64
+
+
+def _use_popcount(device: torch.device) -> bool:
+    if HISTOGRAM_BACKEND not in _BACKENDS:
+        raise ValueError(f"HISTOGRAM_BACKEND must be one of {_BACKENDS}, got {HISTOGRAM_BACKEND!r}.")
+    if device.type != "cpu" or HISTOGRAM_BACKEND == "torch":
+        return False
+    if HISTOGRAM_BACKEND == "popcount" and not _popcount.available():
+        raise ImportError("HISTOGRAM_BACKEND='popcount' needs numba: pip install numba")
+    return _popcount.available()
+
+
 def _histograms(q: Tensor, d: Tensor, labels: _Labels, chunk_size: int, workers: int = 1) -> tuple[Tensor, Tensor]:
     """Per-query counts ``n[q, h]`` (all items) and ``m[q, h]`` (relevant items) at each distance ``h``."""
+    if _use_popcount(q.device):
+        return _popcount_histograms(q, d, labels, workers)
+    return _matmul_histograms(q, d, labels, chunk_size, workers)
+
+
+def _popcount_histograms(q: Tensor, d: Tensor, labels: _Labels, workers: int) -> tuple[Tensor, Tensor]:
+    """CPU path: XOR + popcount of bit-packed codes in compiled loops (see :mod:`._popcount`)."""
+    num_q, num_bits = q.shape
+    n_all = torch.zeros(num_q, num_bits + 1, dtype=torch.long)
+    n_rel = torch.zeros(num_q, num_bits + 1, dtype=torch.long)
+    a, b = n_all.numpy(), n_rel.numpy()  # the kernels write through these views
+    kern = _popcount.kernels()
+    qw = _popcount.pack_bits(q > 0)
+    if labels.kind == "single":
+        order = torch.argsort(labels.db, stable=True)
+        classes, counts = torch.unique_consecutive(labels.db[order], return_counts=True)
+        dw = _popcount.pack_bits(d[order] > 0)
+        starts = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]).numpy()
+        # Block of each query's class, -1 when the database has no item of that class.
+        pos = torch.searchsorted(classes, labels.query).clamp(max=len(classes) - 1)
+        q_block = torch.where(classes[pos] == labels.query, pos, -1).numpy()
+
+        def run(r0: int, r1: int) -> None:
+            kern.single_label(qw, q_block, dw, starts, r0, r1, a, b)
+
+    else:
+        dw = _popcount.pack_bits(d > 0)
+        ql, dl = _popcount.pack_bits(labels.query != 0), _popcount.pack_bits(labels.db != 0)
+
+        def run(r0: int, r1: int) -> None:
+            kern.multi_label(qw, ql, dw, dl, r0, r1, a, b)
+
+    _parallel_rows(run, num_q, _POPCOUNT_ROWS_PER_TASK, workers)
+    return n_all, n_rel
+
+
+def _matmul_histograms(
+    q: Tensor, d: Tensor, labels: _Labels, chunk_size: int, workers: int = 1
+) -> tuple[Tensor, Tensor]:
+    """Portable path (any device): integer matmul whose products are bin indices, then ``torch.bincount``."""
     num_q, num_bits = q.shape
     num_d = d.shape[0]
     device = q.device

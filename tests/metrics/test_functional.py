@@ -22,6 +22,15 @@ from hashbench.metrics.functional import (
 from . import _reference as ref
 
 
+@pytest.fixture(autouse=True, params=["popcount", "torch"])
+def histogram_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every test here with both CPU histogram implementations (compiled popcount kernels, torch matmul)."""
+    if request.param == "popcount" and not F._popcount.available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(F, "HISTOGRAM_BACKEND", request.param)
+    return request.param
+
+
 def _signs(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randint(0, 2, (n, k), generator=gen).float() * 2 - 1
 
@@ -338,3 +347,10 @@ def test_report_under_inference_mode_with_worker_threads() -> None:
         assert torch.equal(expected["mAP@all"], got["mAP@all"])
     finally:
         torch.set_num_threads(previous)
+
+
+def test_unknown_histogram_backend_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(F, "HISTOGRAM_BACKEND", "gpu-magic")
+    q = torch.ones(2, 8)
+    with pytest.raises(ValueError, match="HISTOGRAM_BACKEND"):
+        mean_average_precision(q, q, torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
