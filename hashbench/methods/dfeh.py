@@ -35,11 +35,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from hashbench.methods.base import HashingMethod, Paper
-from hashbench.nn.losses import label_similarity
+from hashbench.nn.losses import contrastive_pair_loss
 from hashbench.registry import register_method
 
 __all__ = ["dfeh_loss", "FeatureEnhancement", "DFEH"]
@@ -68,11 +67,8 @@ def dfeh_loss(
     if b < 2:
         raise ValueError(f"dfeh_loss needs at least 2 images per batch to form pairs, got {b}")
     m = 2.0 * k if margin is None else margin
-    s = label_similarity(labels).to(u.dtype)
-    d2 = (u.unsqueeze(1) - u.unsqueeze(0)).pow(2).sum(-1)  # exact zeros on the diagonal, unlike the Gram trick
-    pair = 0.5 * s * d2 + 0.5 * (1.0 - s) * torch.clamp(m - d2, min=0.0)
-    off_diag = ~torch.eye(b, dtype=torch.bool, device=u.device)
-    contrastive = pair[off_diag].mean()
+    # mean over ordered pairs i != j of ½[...] = Σ_{i<j}[...] / (B(B − 1)): DSH's contrastive term.
+    contrastive = contrastive_pair_loss(u, labels, m)
     quantization = alpha * (u.abs() - 1.0).abs().sum(dim=1).mean()
     balance = beta * u.mean(dim=0).pow(2).sum()
     return {

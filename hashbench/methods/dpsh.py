@@ -15,6 +15,11 @@ Deviations from the paper:
   inside the loss (as in the authors' PyTorch port).
 - Normalisation: both terms are divided by N·B (training-set size × batch size), as in
   ../shared/specs/methods.md, which keeps the loss scale independent of N.
+
+Implementation note (not a deviation): the memory bank is a constant inside the loss, holding the batch's current
+outputs (detached) at the batch's indices, so gradients reach u_i through its own row only, as in the authors'
+PyTorch port. The likelihood's backward is written out (:func:`hashbench.nn.losses.pairwise_logistic_nll`) so
+that a step against a large bank stays cheap.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 from torch import Tensor
 
 from hashbench.methods.base import HashingMethod, Paper
-from hashbench.nn.losses import label_similarity, log1p_exp, sign_with_zero_positive
+from hashbench.nn.losses import pairwise_logistic_nll, sign_with_zero_positive
 from hashbench.registry import register_method
 
 __all__ = ["dpsh_loss", "DPSH"]
@@ -44,10 +49,8 @@ def dpsh_loss(u: Tensor, labels: Tensor, bank_u: Tensor, bank_labels: Tensor, et
         ``likelihood``, ``quantization`` and their sum ``loss``.
     """
     n = bank_u.shape[0]
-    theta = 0.5 * u @ bank_u.T
-    s = label_similarity(labels, bank_labels)
-    # -(S·Θ - log(1 + e^Θ)), with a stable log(1 + e^x).
-    likelihood = (log1p_exp(theta) - s * theta).sum() / (n * u.shape[0])
+    # -Σ_ij (S_ij Θ_ij - log(1 + e^Θ_ij)) with Θ = ½ u bankᵀ, stable for large Θ.
+    likelihood = pairwise_logistic_nll(u, bank_u, labels, bank_labels, scale=0.5) / (n * u.shape[0])
     # b_i = sign(u_i) with hashbench's rule sign(0) = +1 (the same codes that encode() returns).
     quantization = eta * (u - sign_with_zero_positive(u.detach())).pow(2).sum() / (n * u.shape[0])
     return {"likelihood": likelihood, "quantization": quantization, "loss": likelihood + quantization}
@@ -89,7 +92,5 @@ class DPSH(HashingMethod):
         u = self(batch.image)
         self.update_memory_bank("codes", batch.index, u)
         self.update_memory_bank("labels", batch.index, batch.labels)
-        bank_u = self.memory_bank("codes").values.clone()
-        # The batch's own rows carry gradient; the rest of the bank is a constant.
-        bank_u[batch.index] = u
-        return dpsh_loss(u, batch.labels, bank_u, self.memory_bank("labels").values, self.eta)
+        # The bank now holds the batch's outputs (detached): a constant, as in the authors' port.
+        return dpsh_loss(u, batch.labels, self.memory_bank("codes").values, self.memory_bank("labels").values, self.eta)

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from hashbench.methods.base import HashingMethod, Paper
-from hashbench.nn.losses import label_similarity
+from hashbench.nn.losses import contrastive_pair_loss
 from hashbench.registry import register_method
 
 __all__ = ["dsh_loss", "DSH"]
@@ -47,13 +46,7 @@ def dsh_loss(u: Tensor, labels: Tensor, margin: float, alpha: float = 0.01) -> d
         ``contrastive``, ``regularizer`` and their sum ``loss``.
     """
     b = u.shape[0]
-    s = label_similarity(labels)
-    # Squared distances from the Gram matrix; clamp the tiny negatives that round-off produces.
-    sq = u.pow(2).sum(1)
-    dist = (sq[:, None] + sq[None, :] - 2.0 * u @ u.T).clamp_min(0.0)
-    pair = s * dist + (1.0 - s) * (margin - dist).clamp_min(0.0)
-    upper = torch.triu(torch.ones(b, b, dtype=torch.bool, device=u.device), diagonal=1)
-    contrastive = pair[upper].sum() / max(b * (b - 1), 1)
+    contrastive = contrastive_pair_loss(u, labels, margin)
     regularizer = alpha * (u.abs() - 1.0).abs().sum() / b
     return {"contrastive": contrastive, "regularizer": regularizer, "loss": contrastive + regularizer}
 

@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["label_similarity", "log1p_exp", "sign_with_zero_positive"]
+__all__ = [
+    "contrastive_pair_loss",
+    "label_similarity",
+    "log1p_exp",
+    "pairwise_logistic_nll",
+    "sign_with_zero_positive",
+]
 
 
 def label_similarity(labels_a: Tensor, labels_b: Tensor | None = None) -> Tensor:
@@ -23,3 +29,76 @@ def log1p_exp(x: Tensor) -> Tensor:
 def sign_with_zero_positive(x: Tensor) -> Tensor:
     """sign(x) in {-1, +1} with sign(0) = +1, the rule hashbench uses everywhere a code is binarised."""
     return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+
+def _at_most_one_label(labels: Tensor) -> bool:
+    """True when every row is 0/1 with at most one 1 (single-label data, or rows not filled in yet)."""
+    return bool(((labels == 0) | (labels == 1)).all()) and bool((labels.sum(1) <= 1).all())
+
+
+class _PairwiseLogisticNLL(torch.autograd.Function):
+    """Forward and backward of :func:`pairwise_logistic_nll`, written out to avoid materialising S and S∘Θ."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, v: Tensor, labels_u: Tensor, labels_v: Tensor, scale: float) -> Tensor:
+        theta = (scale * u) @ v.T
+        if _at_most_one_label(labels_u) and _at_most_one_label(labels_v):
+            # S = Lu Lvᵀ exactly, so S v and Sᵀ u are two thin products through the [C, K] class sums.
+            lu, lv = labels_u.to(u.dtype), labels_v.to(u.dtype)
+            s_v = lu @ (lv.T @ v)
+            s_u = lv @ (lu.T @ u) if ctx.needs_input_grad[1] else None
+        else:
+            s = label_similarity(labels_u, labels_v).to(u.dtype)
+            s_v = s @ v
+            s_u = s.T @ u if ctx.needs_input_grad[1] else None
+        similar_sum = scale * (u * s_v).sum()  # Σ_ij S_ij Θ_ij
+        # Σ log(1 + e^Θ) = Σ relu(Θ) + Σ log(1 + e^{-|Θ|}); relu(Θ) = (Θ + |Θ|) / 2. log(1 + e) with e <= 1 is
+        # accurate to float rounding in absolute terms (log1p is several times slower on CPU and only helps
+        # relative accuracy of terms below 1e-7).
+        magnitude = theta.abs()
+        relu_sum = 0.5 * (theta.sum() + magnitude.sum())
+        softplus_sum = relu_sum + magnitude.neg_().exp_().add_(1.0).log_().sum()  # in place: one buffer
+        ctx.save_for_backward(u, v, torch.sigmoid(theta), s_v, s_u if s_u is not None else s_v)
+        ctx.scale = scale
+        return softplus_sum - similar_sum
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        u, v, sigma, s_v, s_u = ctx.saved_tensors
+        g = grad * ctx.scale
+        grad_u = g * (sigma @ v - s_v) if ctx.needs_input_grad[0] else None
+        grad_v = g * (sigma.T @ u - s_u) if ctx.needs_input_grad[1] else None
+        return grad_u, grad_v, None, None, None
+
+
+def pairwise_logistic_nll(u: Tensor, v: Tensor, labels_u: Tensor, labels_v: Tensor, scale: float = 0.5) -> Tensor:
+    """Σ_ij [log(1 + e^{Θ_ij}) − S_ij Θ_ij] with Θ = scale · u vᵀ and S_ij = [labels share a label].
+
+    The pairwise negative log-likelihood of DPSH / DHN / DCMH, summed over all pairs of rows of ``u`` [B, K]
+    and ``v`` [N, K]. Equal to ``(log1p_exp(Θ) - S * Θ).sum()`` (tested), but with a hand-written backward
+    (∂/∂u = scale · (σ(Θ) − S) v) that never builds S or S∘Θ, and, for single-label data, gets S v from per-class
+    sums. With a memory bank of N items this is most of the loss's cost, so it matters for step time.
+
+    Args:
+        u: [B, K] relaxed codes (gradients flow to it).
+        v: [N, K] codes of the other side (a constant memory bank, or a tensor that also needs gradients).
+        labels_u: [B, C] multi-hot labels of ``u``'s rows.
+        labels_v: [N, C] multi-hot labels of ``v``'s rows (all-zero rows: similar to nothing).
+        scale: Θ = scale · u vᵀ (½ in DPSH / DCMH).
+    """
+    return _PairwiseLogisticNLL.apply(u, v, labels_u, labels_v, scale)
+
+
+def contrastive_pair_loss(u: Tensor, labels: Tensor, margin: float) -> Tensor:
+    """Σ_{i<j} [S_ij d_ij + (1 − S_ij) max(m − d_ij, 0)] / (B(B − 1)) with d_ij = ||u_i − u_j||² (DSH's form).
+
+    Squared distances come from the Gram matrix (one [B, K] × [K, B] product instead of a [B, B, K] difference
+    tensor), with round-off negatives clamped to 0; the diagonal never enters.
+    """
+    b = u.shape[0]
+    s = label_similarity(labels).to(u.dtype)
+    sq = u.pow(2).sum(1)
+    dist = (sq[:, None] + sq[None, :] - 2.0 * u @ u.T).clamp_min(0.0)
+    pair = s * dist + (1.0 - s) * (margin - dist).clamp_min(0.0)
+    upper = torch.triu(torch.ones(b, b, dtype=torch.bool, device=u.device), diagonal=1)
+    return pair[upper].sum() / max(b * (b - 1), 1)
