@@ -61,6 +61,8 @@ class CrossModalHashingMethod(HashingMethod):
         head_dropout: dropout between each hash layer's linear map and its tanh.
         **kwargs: :class:`~hashbench.methods.base.HashingMethod` arguments (backbone, optimiser, ...). The text
             network is trained at ``lr`` when it is the BoW MLP and at ``backbone_lr`` when it is CLIP's tower.
+            ``hash_bn`` is not applied by this base (its heads are the plain :class:`CodeHead` of DMsH-LN's
+            released code); a subclass that wants it adds it (DCMH puts a BatchNorm1d after both heads).
     """
 
     supervision = "cross-modal"

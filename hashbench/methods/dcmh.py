@@ -66,7 +66,7 @@ from torch import Tensor, nn
 
 from hashbench.methods._crossmodal import CrossModalHashingMethod
 from hashbench.methods.base import Paper
-from hashbench.nn.losses import label_similarity, log1p_exp, sign_with_zero_positive
+from hashbench.nn.losses import pairwise_logistic_nll, sign_with_zero_positive
 from hashbench.registry import register_method
 
 __all__ = ["dcmh_loss", "DCMH"]
@@ -103,9 +103,7 @@ def dcmh_loss(
         ``likelihood``, ``quantization``, ``balance`` and their sum ``loss``.
     """
     norm = other_codes.shape[0] * u.shape[0]
-    theta = 0.5 * u @ other_codes.T
-    s = label_similarity(labels, other_labels)
-    likelihood = (log1p_exp(theta) - s * theta).sum() / norm
+    likelihood = pairwise_logistic_nll(u, other_codes, labels, other_labels, scale=0.5) / norm  # Θ = ½ u gᵀ
     quantization = gamma * (b - u).pow(2).sum() / norm
     balance = eta * (u.sum(0) + rest_sum).pow(2).sum() / norm
     return {
