@@ -428,23 +428,14 @@ def _popcount_histograms(q: Tensor, d: Tensor, labels: _Labels, workers: int) ->
     kern = _popcount.kernels()
     qw = _popcount.pack_bits(q > 0)
     if labels.kind == "single":
-        order = torch.argsort(labels.db, stable=True)
-        classes, counts = torch.unique_consecutive(labels.db[order], return_counts=True)
-        dw = _popcount.pack_bits(d[order] > 0)
-        starts = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]).numpy()
-        # Block of each query's class, -1 when the database has no item of that class.
-        pos = torch.searchsorted(classes, labels.query).clamp(max=len(classes) - 1)
-        q_block = torch.where(classes[pos] == labels.query, pos, -1).numpy()
-
-        def run(r0: int, r1: int) -> None:
-            kern.single_label(qw, q_block, dw, starts, r0, r1, a, b)
-
+        grouping = _popcount.group_single_label(labels.query, labels.db)
     else:
-        dw = _popcount.pack_bits(d > 0)
-        ql, dl = _popcount.pack_bits(labels.query != 0), _popcount.pack_bits(labels.db != 0)
+        grouping = _popcount.group_multi_label(labels.query, labels.db)
+    dw = _popcount.pack_bits(d > 0)[grouping.order]
+    args = (grouping.query_words, dw, grouping.row_words, grouping.group_starts, grouping.group_words)
 
-        def run(r0: int, r1: int) -> None:
-            kern.multi_label(qw, ql, dw, dl, r0, r1, a, b)
+    def run(r0: int, r1: int) -> None:
+        kern.grouped(qw, *args, r0, r1, a, b)
 
     _parallel_rows(run, num_q, _POPCOUNT_ROWS_PER_TASK, workers)
     return n_all, n_rel

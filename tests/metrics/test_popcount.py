@@ -45,6 +45,8 @@ def test_histogram_backends_agree_exactly(num_bits: int, label_kind: str) -> Non
     """
     gen = torch.Generator().manual_seed(num_bits)
     nq, nd = 23, 517
+    # (multi-label: label sets are drawn from a few patterns plus noise, so both the grouped rows and the rows of
+    # rare label sets, whose relevance is decided per pair, occur.)
     q, d = _signs(nq, num_bits, gen), _signs(nd, num_bits, gen)
     d[3] = q[0]
     if label_kind == "single":
@@ -52,7 +54,9 @@ def test_histogram_backends_agree_exactly(num_bits: int, label_kind: str) -> Non
         ql[0] = 0  # class 0 does not occur in the database
     else:
         width = 21 if label_kind == "multi" else 70
-        ql, dl = _multi_hot(nq, width, gen, 0.05), _multi_hot(nd, width, gen, 0.05)
+        patterns = _multi_hot(4, width, gen, 0.1)
+        ql = patterns[torch.randint(0, 4, (nq,), generator=gen)] | _multi_hot(nq, width, gen, 0.02)
+        dl = patterns[torch.randint(0, 4, (nd,), generator=gen)] | _multi_hot(nd, width, gen, 0.02)
         ql[0] = 0  # a query without any label
     qq, dd, labels = F._prepare(q, d, ql, dl)
     got = F._popcount_histograms(qq, dd, labels, workers=2)
@@ -69,3 +73,26 @@ def test_histogram_backends_agree_exactly(num_bits: int, label_kind: str) -> Non
     for i in (0, 1, nq - 1):
         assert torch.equal(got[0][i], torch.bincount(dist[i], minlength=num_bits + 1))
         assert torch.equal(got[1][i], torch.bincount(dist[i][rel[i]], minlength=num_bits + 1))
+
+
+def test_multi_label_grouping_layout() -> None:
+    """Label sets with >= MIN_GROUP_SIZE rows become contiguous groups first; rare sets follow, in kernel order."""
+    common = torch.tensor([[1, 0, 1], [0, 1, 0]], dtype=torch.uint8)
+    db = torch.cat(
+        [common[torch.tensor([0, 1] * 10)], torch.tensor([[1, 1, 1], [0, 0, 0], [1, 1, 0]], dtype=torch.uint8)]
+    )
+    g = _popcount.group_multi_label(torch.ones(2, 3, dtype=torch.uint8), db, min_group_size=5)
+    assert g.group_starts.tolist() == [0, 10, 20]
+    assert sorted(g.order.tolist()) == list(range(len(db)))
+    ordered = db[torch.from_numpy(g.order)]
+    for start, stop, words in zip(g.group_starts[:-1], g.group_starts[1:], g.group_words, strict=True):
+        assert (ordered[start:stop] == ordered[start]).all()
+        assert words.tolist() == _popcount.pack_bits(ordered[start : start + 1] != 0)[0].tolist()
+    assert g.row_words.tolist() == _popcount.pack_bits(ordered != 0).tolist()
+
+
+def test_single_label_grouping_marks_absent_classes() -> None:
+    g = _popcount.group_single_label(torch.tensor([5, 2, 9]), torch.tensor([9, 2, 2, 9, 9]))
+    assert g.group_starts.tolist() == [0, 2, 5]  # class 2, then class 9
+    assert g.query_words[:, 0].tolist() == [0, 1, 2]  # class 5 absent; 2 -> group 0; 9 -> group 1
+    assert g.group_words[:, 0].tolist() == [1, 2]
