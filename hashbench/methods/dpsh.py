@@ -35,7 +35,14 @@ from hashbench.registry import register_method
 __all__ = ["dpsh_loss", "DPSH"]
 
 
-def dpsh_loss(u: Tensor, labels: Tensor, bank_u: Tensor, bank_labels: Tensor, eta: float = 10.0) -> dict[str, Tensor]:
+def dpsh_loss(
+    u: Tensor,
+    labels: Tensor,
+    bank_u: Tensor,
+    bank_labels: Tensor,
+    eta: float = 10.0,
+    single_label: bool | None = None,
+) -> dict[str, Tensor]:
     """DPSH loss of a batch against the whole training set.
 
     Args:
@@ -44,13 +51,14 @@ def dpsh_loss(u: Tensor, labels: Tensor, bank_u: Tensor, bank_labels: Tensor, et
         bank_u: relaxed codes of all N training images [N, K] (memory bank, the batch already written in).
         bank_labels: their labels [N, C].
         eta: weight of the quantization term (η in Eq. 6 of the paper).
+        single_label: whether all labels are one-hot (a shortcut; ``None`` checks the labels).
 
     Returns:
         ``likelihood``, ``quantization`` and their sum ``loss``.
     """
     n = bank_u.shape[0]
     # -Σ_ij (S_ij Θ_ij - log(1 + e^Θ_ij)) with Θ = ½ u bankᵀ, stable for large Θ.
-    likelihood = pairwise_logistic_nll(u, bank_u, labels, bank_labels, scale=0.5) / (n * u.shape[0])
+    likelihood = pairwise_logistic_nll(u, bank_u, labels, bank_labels, 0.5, single_label) / (n * u.shape[0])
     # b_i = sign(u_i) with hashbench's rule sign(0) = +1 (the same codes that encode() returns).
     quantization = eta * (u - sign_with_zero_positive(u.detach())).pow(2).sum() / (n * u.shape[0])
     return {"likelihood": likelihood, "quantization": quantization, "loss": likelihood + quantization}
@@ -93,4 +101,6 @@ class DPSH(HashingMethod):
         self.update_memory_bank("codes", batch.index, u)
         self.update_memory_bank("labels", batch.index, batch.labels)
         # The bank now holds the batch's outputs (detached): a constant, as in the authors' port.
-        return dpsh_loss(u, batch.labels, self.memory_bank("codes").values, self.memory_bank("labels").values, self.eta)
+        bank = self.memory_bank("codes").values
+        # The banks exist only after configure_data, which also set multi_label from the datamodule.
+        return dpsh_loss(u, batch.labels, bank, self.memory_bank("labels").values, self.eta, not self.multi_label)

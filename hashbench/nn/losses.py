@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -36,13 +38,27 @@ def _at_most_one_label(labels: Tensor) -> bool:
     return bool(((labels == 0) | (labels == 1)).all()) and bool((labels.sum(1) <= 1).all())
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A reusable [rows, cols] buffer for one thread's forward temporaries (never returned, never saved).
+
+    A fresh multi-megabyte tensor per step costs more in page faults than the arithmetic done in it (glibc hands
+    large blocks back to the OS on free), so the scratch matrix is kept per thread for the last shape used.
+    """
+    key = (rows, cols, dtype, device)
+    if getattr(_SCRATCH, "key", None) != key:
+        _SCRATCH.key, _SCRATCH.buffer = key, torch.empty(rows, cols, dtype=dtype, device=device)
+    return _SCRATCH.buffer
+
+
 class _PairwiseLogisticNLL(torch.autograd.Function):
     """Forward and backward of :func:`pairwise_logistic_nll`, written out to avoid materialising S and S∘Θ."""
 
     @staticmethod
-    def forward(ctx, u: Tensor, v: Tensor, labels_u: Tensor, labels_v: Tensor, scale: float) -> Tensor:
-        theta = (scale * u) @ v.T
-        if _at_most_one_label(labels_u) and _at_most_one_label(labels_v):
+    def forward(ctx, u: Tensor, v: Tensor, labels_u: Tensor, labels_v: Tensor, scale: float, single: bool) -> Tensor:
+        if single:
             # S = Lu Lvᵀ exactly, so S v and Sᵀ u are two thin products through the [C, K] class sums.
             lu, lv = labels_u.to(u.dtype), labels_v.to(u.dtype)
             s_v = lu @ (lv.T @ v)
@@ -52,13 +68,17 @@ class _PairwiseLogisticNLL(torch.autograd.Function):
             s_v = s @ v
             s_u = s.T @ u if ctx.needs_input_grad[1] else None
         similar_sum = scale * (u * s_v).sum()  # Σ_ij S_ij Θ_ij
-        # Σ log(1 + e^Θ) = Σ relu(Θ) + Σ log(1 + e^{-|Θ|}); relu(Θ) = (Θ + |Θ|) / 2. log(1 + e) with e <= 1 is
-        # accurate to float rounding in absolute terms (log1p is several times slower on CPU and only helps
-        # relative accuracy of terms below 1e-7).
-        magnitude = theta.abs()
-        relu_sum = 0.5 * (theta.sum() + magnitude.sum())
-        softplus_sum = relu_sum + magnitude.neg_().exp_().add_(1.0).log_().sum()  # in place: one buffer
-        ctx.save_for_backward(u, v, torch.sigmoid(theta), s_v, s_u if s_u is not None else s_v)
+        # Σ log(1 + e^Θ) = Σ relu(Θ) + Σ log(1 + e^{-|Θ|}), relu(Θ) = (Θ + |Θ|) / 2 and ΣΘ = scale (Σu)·(Σv).
+        # log(1 + e) with e <= 1 is accurate to float rounding in absolute terms (log1p is several times slower
+        # on CPU and only improves the relative accuracy of terms below 1e-7). Θ lives in a reused scratch buffer;
+        # σ(Θ), saved for the backward, is the only fresh [B, N] tensor.
+        theta = torch.mm(scale * u, v.T, out=_scratch(u.shape[0], v.shape[0], u.dtype, u.device))
+        sigma = torch.sigmoid(theta)
+        theta_sum = scale * (u.sum(0) @ v.sum(0))
+        magnitude = theta.abs_()
+        relu_sum = 0.5 * (theta_sum + magnitude.sum())
+        softplus_sum = relu_sum + magnitude.neg_().exp_().add_(1.0).log_().sum()
+        ctx.save_for_backward(u, v, sigma, s_v, s_u if s_u is not None else s_v)
         ctx.scale = scale
         return softplus_sum - similar_sum
 
@@ -68,10 +88,12 @@ class _PairwiseLogisticNLL(torch.autograd.Function):
         g = grad * ctx.scale
         grad_u = g * (sigma @ v - s_v) if ctx.needs_input_grad[0] else None
         grad_v = g * (sigma.T @ u - s_u) if ctx.needs_input_grad[1] else None
-        return grad_u, grad_v, None, None, None
+        return grad_u, grad_v, None, None, None, None
 
 
-def pairwise_logistic_nll(u: Tensor, v: Tensor, labels_u: Tensor, labels_v: Tensor, scale: float = 0.5) -> Tensor:
+def pairwise_logistic_nll(
+    u: Tensor, v: Tensor, labels_u: Tensor, labels_v: Tensor, scale: float = 0.5, single_label: bool | None = None
+) -> Tensor:
     """Σ_ij [log(1 + e^{Θ_ij}) − S_ij Θ_ij] with Θ = scale · u vᵀ and S_ij = [labels share a label].
 
     The pairwise negative log-likelihood of DPSH / DHN / DCMH, summed over all pairs of rows of ``u`` [B, K]
@@ -85,8 +107,12 @@ def pairwise_logistic_nll(u: Tensor, v: Tensor, labels_u: Tensor, labels_v: Tens
         labels_u: [B, C] multi-hot labels of ``u``'s rows.
         labels_v: [N, C] multi-hot labels of ``v``'s rows (all-zero rows: similar to nothing).
         scale: Θ = scale · u vᵀ (½ in DPSH / DCMH).
+        single_label: whether every label row is 0/1 with at most one 1 (then S = Lu Lvᵀ); ``None`` checks.
+            Callers that know it (the datamodule says ``multi_label=False``) save the check's passes.
     """
-    return _PairwiseLogisticNLL.apply(u, v, labels_u, labels_v, scale)
+    if single_label is None:
+        single_label = _at_most_one_label(labels_u) and _at_most_one_label(labels_v)
+    return _PairwiseLogisticNLL.apply(u, v, labels_u, labels_v, scale, single_label)
 
 
 def contrastive_pair_loss(u: Tensor, labels: Tensor, margin: float) -> Tensor:
