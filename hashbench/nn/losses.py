@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -23,9 +22,28 @@ def label_similarity(labels_a: Tensor, labels_b: Tensor | None = None) -> Tensor
     return (labels_a.float() @ labels_b.float().T > 0).float()
 
 
+class _Log1pExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        # relu(x) + log(1 + e^{-|x|}): no overflow, and four cheap vectorised passes (F.softplus and log1p run
+        # several times slower on CPU).
+        return x.abs().neg_().exp_().add_(1.0).log_().add_(x.clamp_min(0.0))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return torch.sigmoid(x).mul_(grad)
+
+
 def log1p_exp(x: Tensor) -> Tensor:
-    """Numerically stable log(1 + e^x) (softplus): never overflows for large x."""
-    return F.softplus(x)
+    """Numerically stable log(1 + e^x) (softplus) with gradient σ(x): never overflows for large x.
+
+    Accurate to float rounding in absolute terms (about 1e-7 in float32); for x below about -17 (float32) the
+    tiny true value rounds to 0, which no loss sum notices. Unlike ``F.softplus`` there is no linear cut-off above
+    x = 20: the gradient is σ(x) everywhere.
+    """
+    return _Log1pExp.apply(x)
 
 
 def sign_with_zero_positive(x: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hashbench.nn.losses import label_similarity, pairwise_logistic_nll
+from hashbench.nn.losses import label_similarity, log1p_exp, pairwise_logistic_nll
 
 
 def _plain(u: torch.Tensor, v: torch.Tensor, lu: torch.Tensor, lv: torch.Tensor, scale: float) -> torch.Tensor:
@@ -59,3 +59,15 @@ def test_pairwise_logistic_nll_is_stable_for_huge_inner_products() -> None:
     assert torch.isfinite(loss) and torch.isfinite(u.grad).all()
     # Similar pairs cost ~0, dissimilar pairs cost ~Θ (float32 rounding of 28,800 is about 0.002).
     assert loss.item() == pytest.approx(2 * 0.5 * 64 * 900, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log1p_exp_value_and_gradient(dtype: torch.dtype) -> None:
+    x = torch.tensor([-1e4, -50.0, -17.0, -3.0, -1e-3, 0.0, 1e-3, 2.5, 19.0, 21.0, 80.0, 1e4], dtype=dtype)
+    x.requires_grad_()
+    got = log1p_exp(x)
+    want = torch.logaddexp(torch.zeros_like(x), x)
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-7 if dtype == torch.float32 else 1e-15)
+    (grad,) = torch.autograd.grad(got.sum(), (x,))
+    torch.testing.assert_close(grad, torch.sigmoid(x.detach()), rtol=0, atol=0)
+    assert torch.isfinite(got).all()
