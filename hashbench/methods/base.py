@@ -29,9 +29,22 @@ from hashbench.nn.backbones import Backbone, create_backbone
 from hashbench.nn.heads import HashHead
 from hashbench.nn.losses import sign_with_zero_positive
 
-__all__ = ["Paper", "HashingMethod", "MemoryBank", "SUPERVISION_KINDS"]
+__all__ = ["DEEPHASH_PYTORCH_TRAINING", "Paper", "HashingMethod", "MemoryBank", "SUPERVISION_KINDS"]
 
 SUPERVISION_KINDS = ("pointwise", "pairwise", "triplet", "listwise", "unsupervised", "cross-modal", "shallow")
+
+
+#: The training recipe DeepHash-pytorch uses for its baselines (HashNet, DHN, CSQ, GreedyHash, DTSH;
+#: ../shared/specs/methods.md): RMSprop lr 1e-5, weight decay 1e-5, batch 64, 150 epochs. Its backbone is an
+#: ImageNet AlexNet (backbone="alexnet", pretrained=True), left out here so that the recipe also runs on 1-channel
+#: data. Methods copy it into their ``paper_training``.
+DEEPHASH_PYTORCH_TRAINING: dict[str, Any] = {
+    "optimizer": "rmsprop",
+    "lr": 1e-5,
+    "weight_decay": 1e-5,
+    "batch_size": 64,
+    "max_epochs": 150,
+}
 
 
 @dataclass(frozen=True)

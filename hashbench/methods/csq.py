@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hashbench.methods.base import HashingMethod, Paper
+from hashbench.methods.base import DEEPHASH_PYTORCH_TRAINING, HashingMethod, Paper
 from hashbench.registry import register_method
 
 __all__ = ["csq_hash_centers", "csq_targets", "csq_loss", "CSQ"]
@@ -122,15 +122,7 @@ class CSQ(HashingMethod):
         code="https://github.com/yuanli2333/Hadamard-Matrix-for-hashing",
     )
     supervision = "pointwise"
-    # DeepHash-pytorch's recipe for its baselines (../shared/specs/methods.md); its backbone is an ImageNet
-    # AlexNet (backbone="alexnet", pretrained=True), left out here so that the recipe also runs on 1-channel data.
-    paper_training = {
-        "optimizer": "rmsprop",
-        "lr": 1e-5,
-        "weight_decay": 1e-5,
-        "batch_size": 64,
-        "max_epochs": 150,
-    }
+    paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
 
     def __init__(
         self,

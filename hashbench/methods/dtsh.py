@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hashbench.methods.base import HashingMethod, Paper
+from hashbench.methods.base import DEEPHASH_PYTORCH_TRAINING, HashingMethod, Paper
 from hashbench.nn.losses import label_similarity, log1p_exp, sign_with_zero_positive
 from hashbench.registry import register_method
 
@@ -91,15 +91,7 @@ class DTSH(HashingMethod):
         code="https://github.com/Minione/DTSH",
     )
     supervision = "triplet"
-    # DeepHash-pytorch's recipe for its baselines (../shared/specs/methods.md); its backbone is an ImageNet
-    # AlexNet (backbone="alexnet", pretrained=True), left out here so that the recipe also runs on 1-channel data.
-    paper_training = {
-        "optimizer": "rmsprop",
-        "lr": 1e-5,
-        "weight_decay": 1e-5,
-        "batch_size": 64,
-        "max_epochs": 150,
-    }
+    paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hashbench.methods.base import HashingMethod, Paper
+from hashbench.methods.base import DEEPHASH_PYTORCH_TRAINING, HashingMethod, Paper
 from hashbench.nn.losses import sign_with_zero_positive
 from hashbench.registry import register_method
 
@@ -72,15 +72,7 @@ class GreedyHash(HashingMethod):
     supervision = "pointwise"
     # The codes are sign(z) of the raw hash-layer output; there is no tanh relaxation.
     activation = "identity"
-    # DeepHash-pytorch's recipe for its baselines (../shared/specs/methods.md); its backbone is an ImageNet
-    # AlexNet (backbone="alexnet", pretrained=True), left out here so that the recipe also runs on 1-channel data.
-    paper_training = {
-        "optimizer": "rmsprop",
-        "lr": 1e-5,
-        "weight_decay": 1e-5,
-        "batch_size": 64,
-        "max_epochs": 150,
-    }
+    paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
 
     def __init__(
         self,
