@@ -54,7 +54,8 @@ zero banks) while η = 0.1 reaches 0.60 after 3 epochs. Updating B after every b
 changed nothing measurable: with the objective divided by n·B, the quantization gradient is about 1/16 of the
 likelihood's at the start (it is one term per item against n), so B hardly steers training.
 With the defaults above and the full ``quick`` profile (10 epochs, full test protocol: 1,000 queries against the
-64,000-item database, seed 0) test mAP@all (mean of I→T and T→I) is 0.726 / 0.735 / 0.702 at 16 / 32 / 64 bits.
+64,000-item database, seed 0) test mAP@all (mean of I→T and T→I) was 0.726 / 0.735 / 0.702 at 16 / 32 / 64 bits
+when these defaults were chosen; ``leaderboards/crossmodal-demo.md`` has the numbers of the current code.
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ blocks on its own threads, so numba's threading layers are never involved).
 Four queries share each pass over the database: the database word is loaded once and the four histograms are
 independent, which keeps the CPU's store-to-load forwarding from serialising increments of the same bin.
 
-Single-label data arrives with the database sorted by class and split into class blocks; each block's histogram
-counts towards ``n`` for every query and towards ``m`` for the queries of that class, so relevance costs nothing
-per pair. Multi-label relevance (at least one shared label) is one AND of packed label words per pair.
+The database is reordered into groups of rows that share one label set (one group per class for single-label
+data; every label set with at least ``MIN_GROUP_SIZE`` rows for multi-label data). Relevance (at least one shared
+label: an AND of packed label words) is then decided once per (query, group), and the loop over a group's rows
+only counts distances, into the query's "relevant" or "other" histogram. Rows of rare label sets come last and
+decide relevance per pair.
 
 Everything here is an implementation detail: the results are integer counts and identical to the portable torch
 path in ``functional.py`` (tests compare the two). numba is imported lazily, on the first histogram.

@@ -37,9 +37,9 @@ actual ranked list (a stable sort / top-k per query).
 
 On the CPU the pass packs the codes into 64-bit words and counts ``popcount(q XOR d)`` per pair into a small
 per-query histogram, in loops compiled with numba (:mod:`hashbench.metrics._popcount`; four queries share each
-pass over the database). Single-label data is processed class block by class block of the (class-sorted)
-database, so relevance needs no per-pair work at all; multi-label relevance is one AND of packed label words
-per pair. Row blocks run on ``torch.get_num_threads()`` worker threads (the kernels release the GIL).
+pass over the database). The database is grouped by label set (by class for single-label data), so relevance is
+decided once per (query, group) rather than per pair. Row blocks run on ``torch.get_num_threads()`` worker
+threads (the kernels release the GIL).
 
 The portable path (accelerators, or a CPU without numba; ``HISTOGRAM_BACKEND = "torch"`` forces it) multiplies
 an integer "feature" matrix of the queries with one of the database (``int8`` matmul, exact integer arithmetic)
