@@ -67,3 +67,33 @@ def test_dpsh_module_writes_the_batch_into_the_bank_and_uses_it() -> None:
     assert torch.allclose(terms["loss"], expected["loss"], atol=1e-6)
     terms["loss"].backward()
     assert model.hash_layer.net[-1].weight.grad.abs().sum() > 0
+
+
+def test_dpsh_step_gradient_equals_loss_with_the_batch_inside_the_bank() -> None:
+    """The training gradient is that of the plain loss with the bank's batch rows *being* u (both pair roles)."""
+    torch.manual_seed(0)
+    model = DPSH(n_bits=8, eta=10.0)
+    model.configure_data(num_classes=4, num_train=32, image_shape=(1, 28, 28), multi_label=False)
+    loader = SyntheticHashingDataModule(num_classes=4, num_train=32, batch_size=8).train_dataloader()
+    batches = iter(loader)
+    model.eval()
+    model.compute_loss(next(batches))  # fill part of the bank first
+    batch = next(batches)
+    weight = model.hash_layer.net[-1].weight
+    model.zero_grad()
+    terms = model.compute_loss(batch)
+    terms["loss"].backward()
+    got = weight.grad.clone()
+
+    model.zero_grad()
+    u = model(batch.image)
+    bank = model.memory_bank("codes").values.clone()
+    bank[batch.index] = u  # the batch's rows carry gradient
+    n, b = bank.shape[0], u.shape[0]
+    theta = 0.5 * u @ bank.T
+    s = (batch.labels @ model.memory_bank("labels").values.T > 0).float()
+    likelihood = (torch.logaddexp(torch.zeros_like(theta), theta) - s * theta).sum() / (n * b)
+    quant = 10.0 * (u - torch.where(u >= 0, 1.0, -1.0).detach()).pow(2).sum() / (n * b)
+    (likelihood + quant).backward()
+    torch.testing.assert_close(got, weight.grad, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(terms["likelihood"], likelihood.detach(), rtol=1e-5, atol=1e-7)
