@@ -20,7 +20,7 @@ Deviations from the paper:
   gradient of the written loss with the bank's batch rows equal to u. The rest of the bank is a constant. The
   authors' PyTorch port detaches the whole bank (u_k's row role only). Measured on fashion-mnist, demo profile,
   seed 0, mAP@all at 16/32/48/64 bits: 0.633 / 0.646 / 0.534 / 0.524 with the whole bank detached, against
-  0.657 / 0.658 / 0.636 / 0.600 with the in-batch gradient, so hashbench keeps the latter.
+  0.660 / 0.666 / 0.629 / 0.615 with the in-batch gradient, so hashbench keeps the latter.
 
 The likelihood's backward is written out (:func:`hashbench.nn.losses.pairwise_logistic_nll`) so that a step
 against a large bank stays cheap; the in-batch role is a [B, B] term added with zero value.
