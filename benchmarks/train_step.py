@@ -5,8 +5,10 @@ compact CNN and 48 bits; the reference is the same backbone with a linear 10-way
 cross-entropy. A method whose network adds blocks before the hash layer (DFEH's feature-enhancement layer) is
 also compared with cross-entropy on *its own* feature extractor, which isolates what the hashing loss adds (the
 issue's target) from what the architecture adds. Methods are configured through ``configure_data`` (10 classes,
-5,000 training images, so DPSH's memory bank is 5,000 × 48). Steps of all methods are interleaved in rounds, so
-that load from other processes on a shared machine hits every method alike; the figure is the median step time.
+5,000 training images, so DPSH's memory bank is 5,000 × 48). Every method step runs next to a reference step
+on the same batch (the order alternates by round), and the overhead is the median over rounds of the paired
+ratio, with its quartiles: pairing cancels the slow drifts of a shared machine, which made medians of separately
+collected step times wander by several percent between runs.
 Unsupervised methods build their pseudo-similarity from the 5,000 images first (once per fit, not timed here;
 see ``udmsh_memory.py``), as training does before the first step.
 Shallow methods have no training step: their closed-form fit on the 5,000 images is timed instead.
@@ -133,30 +135,44 @@ def main() -> None:
     runs = ["CE (reference)", *deep, *[f"CE on {m}" for m in deep if _has_own_features(m)]]
     steppers = {name: _stepper(name) for name in runs}
     batches = _batches(8)
+    ref_name = "CE (reference)"
     times: dict[str, list[float]] = {name: [] for name in runs}
+    # Paired ratios: each method step runs right next to a reference step on the same batch (order alternating
+    # by round), so slow drifts of a shared machine cancel; the figure is the median of the per-round ratios.
+    ratios: dict[str, list[float]] = {name: [] for name in deep}
+    own_ratios: dict[str, list[float]] = {name: [] for name in deep if _has_own_features(name)}
     for r in range(3 + args.steps):
-        for name in runs:  # interleaved: every method sees the same machine load
-            dt = steppers[name](batches[r % len(batches)])
+        batch = batches[r % len(batches)]
+        for name in deep:
+            refs = [ref_name] + ([f"CE on {name}"] if name in own_ratios else [])
+            order = [*refs, name] if r % 2 == 0 else [name, *refs]
+            dt = {n: steppers[n](batch) for n in order}
             if r >= 3:
-                times[name].append(dt)
+                for n, t in dt.items():
+                    times[n].append(t)
+                ratios[name].append(dt[name] / dt[ref_name])
+                if name in own_ratios:
+                    own_ratios[name].append(dt[name] / dt[f"CE on {name}"])
     print(
         f"# Training-step time, batch {BATCH}, compact CNN, {BITS} bits, 1x28x28 synthetic, Adam; "
-        f"median of {args.steps} steps after 3 warm-up, interleaved; torch threads = {args.threads}, "
-        f"torch {torch.__version__}"
+        f"{args.steps} rounds after 3 warm-up, each method step paired with a reference step on the same batch; "
+        f"overhead = median over rounds of (method step / reference step) - 1 [quartiles]; "
+        f"torch threads = {args.threads}, torch {torch.__version__}"
     )
-    ref = statistics.median(times["CE (reference)"])
+
+    def fmt(values: list[float]) -> str:
+        q1, med, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
+        return f"{100 * (med - 1):+.1f}% [{100 * (q1 - 1):+.1f}, {100 * (q3 - 1):+.1f}]"
+
     print(
-        "\n| method | median step (ms) | vs CE | overhead | overhead of the hashing loss "
+        "\n| method | median step (ms) | overhead vs CE | overhead of the hashing loss "
         "(vs CE on the method's own network) |"
     )
-    print("|---|---:|---:|---:|---:|")
-    for name in runs:
-        med = statistics.median(times[name])
-        own = f"CE on {name}"
-        loss_only = f"{100 * (med / statistics.median(times[own]) - 1):+.1f}%" if own in times else "same as overhead"
-        if name.startswith("CE"):
-            loss_only = ""
-        print(f"| {name} | {1000 * med:.1f} | {med / ref:.3f} | {100 * (med / ref - 1):+.1f}% | {loss_only} |")
+    print("|---|---:|---:|---:|")
+    print(f"| {ref_name} | {1000 * statistics.median(times[ref_name]):.1f} | | |")
+    for name in deep:
+        loss_only = fmt(own_ratios[name]) if name in own_ratios else "same"
+        print(f"| {name} | {1000 * statistics.median(times[name]):.1f} | {fmt(ratios[name])} | {loss_only} |")
     if shallow:
         images = torch.randn(NUM_TRAIN, 1, 28, 28, generator=torch.Generator().manual_seed(1))
         print(f"\nShallow methods (no training step): closed-form fit on {NUM_TRAIN} images of 784 pixels")

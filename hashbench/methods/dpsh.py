@@ -30,10 +30,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from hashbench.methods.base import HashingMethod, Paper
-from hashbench.nn.losses import label_similarity, log1p_exp, pairwise_logistic_nll, sign_with_zero_positive
+from hashbench.nn.losses import label_similarity, pairwise_logistic_nll, sign_with_zero_positive
 from hashbench.registry import register_method
 
 __all__ = ["dpsh_loss", "DPSH"]
@@ -108,10 +109,14 @@ class DPSH(HashingMethod):
         # The banks exist only after configure_data, which also set multi_label from the datamodule.
         terms = dpsh_loss(u, batch.labels, bank, self.memory_bank("labels").values, self.eta, not self.multi_label)
         # The batch's bank rows are u itself: add their gradient (u_k as column j = k of pairs (i, k), i in the
-        # batch) through a [B, B] term with zero value, so the logged likelihood is unchanged.
-        theta = 0.5 * u.detach() @ u.T
-        s = label_similarity(batch.labels)
-        column_role = (log1p_exp(theta) - s * theta).sum() / (bank.shape[0] * u.shape[0])
+        # batch), ∂/∂u_k = ½ Σ_i (σ(Θ_ik) − S_ik) u_i / (N·B), through a term with zero value, so the logged
+        # likelihood is unchanged.
+        with torch.no_grad():
+            fixed = u.detach()
+            theta = 0.5 * fixed @ fixed.T
+            s = label_similarity(batch.labels)
+            column_grad = 0.5 * (torch.sigmoid(theta) - s).T @ fixed / (bank.shape[0] * u.shape[0])
+        column_role = (u * column_grad).sum()
         extra = column_role - column_role.detach()
         terms["likelihood"] = terms["likelihood"] + extra
         terms["loss"] = terms["loss"] + extra
