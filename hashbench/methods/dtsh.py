@@ -29,6 +29,10 @@ from hashbench.registry import register_method
 __all__ = ["dtsh_loss", "DTSH"]
 
 
+# Sentinel for padding slots of the compact triplet tensor: e^-PAD underflows to 0 in float32 and float64.
+_PAD = 1e4
+
+
 def _compact_rows(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Per row, the entries of ``values`` where ``mask`` holds, moved to the front and padded to the largest count.
 
@@ -70,8 +74,12 @@ def dtsh_loss(u: Tensor, labels: Tensor, alpha: float = 5.0, lam: float = 1.0) -
         # tensor is [B, max #pos, max #neg] instead of B³ (about 10x smaller for 10 balanced classes).
         theta_pos, pos_ok = _compact_rows(theta, positive)
         theta_neg, neg_ok = _compact_rows(theta, negative)
-        weight = (pos_ok[:, :, None] & neg_ok[:, None, :]).to(u.dtype)
-        triplet = (log1p_exp(theta_neg[:, None, :] - theta_pos[:, :, None] + alpha) * weight).sum() / weight.sum()
+        # Padding slots get sentinels that put every triplet they enter at x <= -PAD, where log(1 + e^x) and its
+        # gradient σ(x) are exactly 0 in floating point: no [B, P, N] weight tensor is needed.
+        theta_pos = torch.where(pos_ok, theta_pos, _PAD)
+        theta_neg = torch.where(neg_ok, theta_neg + alpha, -_PAD)
+        count = (pos_ok.sum(1) * neg_ok.sum(1)).sum()
+        triplet = log1p_exp(theta_neg[:, None, :] - theta_pos[:, :, None]).sum() / count
     else:
         triplet = theta.sum() * 0.0
     quantization = lam * (u - sign_with_zero_positive(u.detach())).pow(2).mean()
