@@ -9,6 +9,7 @@ batches are :class:`~hashbench.data.batch.HashBatch` ``(image, labels, index)`` 
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import lightning as L
 import torch
@@ -16,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hashbench.data.batch import HashBatch
 
-__all__ = ["SyntheticHashingDataModule", "synthetic_images"]
+__all__ = ["SyntheticHashingDataModule", "quiet_trainer", "synthetic_images"]
 
 
 def synthetic_images(
@@ -83,3 +84,18 @@ class SyntheticHashingDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return [DataLoader(self.splits[s], batch_size=64) for s in ("query", "database")]
+
+
+def quiet_trainer(root_dir: Any, max_epochs: int = 1, **overrides: Any) -> L.Trainer:
+    """A CPU-friendly Lightning ``Trainer`` for tests: no logger, progress bar, model summary, checkpoints or
+    validation loop (``limit_val_batches=0``); ``overrides`` replace any of these."""
+    settings: dict[str, Any] = {
+        "max_epochs": max_epochs,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "limit_val_batches": 0,
+        "default_root_dir": root_dir,
+    }
+    return L.Trainer(**(settings | overrides))

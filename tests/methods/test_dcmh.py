@@ -10,6 +10,7 @@ import torch
 
 from hashbench.data.synthetic_text import FashionMNISTTextDataModule
 from hashbench.methods.dcmh import DCMH, dcmh_loss
+from hashbench.testing import quiet_trainer
 
 
 def dcmh_loop(u, labels, other, other_labels, b, rest, gamma, eta) -> dict[str, float]:
@@ -60,12 +61,18 @@ def _datamodule() -> FashionMNISTTextDataModule:
     return FashionMNISTTextDataModule(image_source="synthetic", batch_size=32, synthetic_sizes=(4, 16, 8), seed=0)
 
 
-def test_compute_loss_uses_banks_of_the_other_modality() -> None:
-    torch.manual_seed(0)
+def _configured_model(**kwargs) -> tuple[FashionMNISTTextDataModule, DCMH]:
+    """A set-up datamodule and a DCMH configured from it (banks allocated), without a Trainer."""
     dm = _datamodule()
     dm.setup()
-    model = DCMH(n_bits=8)
+    model = DCMH(n_bits=8, **kwargs)
     model.configure_data(num_classes=10, num_train=dm.num_train, image_shape=dm.image_shape, text_dim=dm.text_dim)
+    return dm, model
+
+
+def test_compute_loss_uses_banks_of_the_other_modality() -> None:
+    torch.manual_seed(0)
+    dm, model = _configured_model()
     batch = next(iter(dm.train_dataloader()))
     model.eval()  # no dropout / batch-norm updates: the recomputation below sees the same outputs
     g_before = model.memory_bank("text_codes").values.clone()
@@ -107,16 +114,7 @@ def test_alternating_training_updates_both_networks_and_codes(tmp_path) -> None:
             if batch_idx == 0:
                 snaps["labels_known"] = [pl_module.memory_bank("labels").filled.clone()]
 
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        callbacks=[Snapshot()],
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=1, callbacks=[Snapshot()])
     trainer.fit(model, datamodule=dm)
     # All training labels were loaded up front from the datamodule.
     assert bool(snaps["labels_known"][0].all())
@@ -143,10 +141,7 @@ def test_hash_layers_end_in_batch_norm_unless_disabled() -> None:
 
 def test_zero_banks_give_no_gradient_from_unseen_items() -> None:
     torch.manual_seed(0)
-    dm = _datamodule()
-    dm.setup()
-    model = DCMH(n_bits=8)
-    model.configure_data(num_classes=10, num_train=dm.num_train, image_shape=dm.image_shape, text_dim=dm.text_dim)
+    dm, model = _configured_model()
     for name in ("image_codes", "text_codes"):
         assert not model.memory_bank(name).values.any()
     batch = next(iter(dm.train_dataloader()))
@@ -173,15 +168,7 @@ def _fit_and_test(tmp_path, **kwargs) -> float:
     torch.manual_seed(0)
     dm = FashionMNISTTextDataModule(image_source="synthetic", batch_size=64, synthetic_sizes=(10, 40, 20), seed=0)
     model = DCMH(n_bits=16, **kwargs)
-    trainer = L.Trainer(
-        max_epochs=4,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=4)
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)
     return float(model.test_report[model.map_key])

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hashbench.data.batch import CrossModalBatch
 from hashbench.data.synthetic_text import FashionMNISTTextDataModule
 from hashbench.methods.dmsh_ln import DMsHLN, LabelNetwork, dmsh_ln_loss, multi_similarity_loss, similarity_matrix
+from hashbench.testing import quiet_trainer
 
 ALPHA, BETA, LAM, EPS = 2.0, 40.0, 0.5, 0.1
 
@@ -203,15 +204,7 @@ def test_label_network_gets_gradient_and_learns(tmp_path) -> None:
 
     model = DMsHLN(n_bits=16)
     before = None
-    trainer = L.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=2)
 
     class Snapshot(L.Callback):
         def on_train_start(self, trainer: L.Trainer, pl_module: DMsHLN) -> None:
