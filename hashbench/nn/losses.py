@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import torch
@@ -9,6 +10,7 @@ from torch import Tensor
 
 __all__ = [
     "contrastive_pair_loss",
+    "difference_softplus_sum",
     "label_similarity",
     "log1p_exp",
     "pairwise_logistic_nll",
@@ -22,13 +24,20 @@ def label_similarity(labels_a: Tensor, labels_b: Tensor | None = None) -> Tensor
     return (labels_a.float() @ labels_b.float().T > 0).float()
 
 
+# log(1 + e^{-t}) rounds to exactly 0 in float32 and float64 once t > 80, so clamping t there changes no result.
+# It keeps e^{-t} a normal float: torch's vectorised CPU exp takes a slow path for arguments below about -87 (where
+# the result is subnormal or 0), measured 50-250x slower per element than in range (DTSH's padding sentinels at
+# t = 10^4 once cost it about 1 ms a step that way).
+_EXP_CUTOFF = 80.0
+
+
 class _Log1pExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
         # relu(x) + log(1 + e^{-|x|}): no overflow, and four cheap vectorised passes (F.softplus and log1p run
         # several times slower on CPU).
-        return x.abs().neg_().exp_().add_(1.0).log_().add_(x.clamp_min(0.0))
+        return x.abs().clamp_max_(_EXP_CUTOFF).neg_().exp_().add_(1.0).log_().add_(x.clamp_min(0.0))
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
@@ -59,63 +68,136 @@ def _at_most_one_label(labels: Tensor) -> bool:
 _SCRATCH = threading.local()
 
 
-def _scratch(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A reusable [rows, cols] buffer for one thread's forward temporaries (never returned, never saved).
+def _scratch(slot: int, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """A reusable buffer of ``shape`` (``like``'s dtype and device) for one thread's forward temporaries.
 
-    A fresh multi-megabyte tensor per step costs more in page faults than the arithmetic done in it (glibc hands
-    large blocks back to the OS on free), so the scratch matrix is kept per thread for the last shape used.
+    Never returned and never saved for backward. A fresh megabyte-sized tensor per step costs more in page faults
+    than the arithmetic done in it (glibc hands large blocks back to the OS on free, measured: a tanh into fresh
+    memory took 5x as long), so each ``slot`` keeps one buffer per thread, reallocated only when it is too small.
     """
-    key = (rows, cols, dtype, device)
-    if getattr(_SCRATCH, "key", None) != key:
-        _SCRATCH.key, _SCRATCH.buffer = key, torch.empty(rows, cols, dtype=dtype, device=device)
-    return _SCRATCH.buffer
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    numel = math.prod(shape)
+    buffer = buffers.get(slot)
+    if buffer is None or buffer.numel() < numel or buffer.dtype != like.dtype or buffer.device != like.device:
+        buffer = buffers[slot] = torch.empty(numel, dtype=like.dtype, device=like.device)
+    return buffer[:numel].view(shape)
+
+
+def _sum_log_small(x: Tensor) -> Tensor:
+    """Σ log(x) in float64 for a contiguous tensor with entries in [1, 2].
+
+    Logs are taken of products of 64 entries (at most 2^64, exact to a few float roundings), so the log pass runs
+    over 1/64 of the data; the per-element error stays at float rounding, about 1e-7 in float32.
+    """
+    flat = x.view(-1)
+    whole = flat.numel() - flat.numel() % 64
+    total = flat[:whole].view(-1, 64).prod(1).log_().sum(dtype=torch.float64)
+    return total + flat[whole:].log().sum(dtype=torch.float64)
+
+
+def _sum_log1p_exp_neg_abs(t: Tensor, out: Tensor) -> Tensor:
+    """Σ log(1 + e^{-|x|}) (float64) from t = tanh(x / 2), as Σ [log 2 − log(1 + |t|)]; ``out`` is overwritten."""
+    return t.numel() * math.log(2.0) - _sum_log_small(torch.abs(t, out=out).add_(1.0))
+
+
+def _compute_dtype(*tensors: Tensor) -> torch.dtype:
+    """float32, or float64 if an input is: the fused losses below never run in half precision (under AMP a product
+    of 64 factors of up to 2 overflows float16, and bfloat16 keeps 3 significant digits)."""
+    dtype = torch.float32
+    for tensor in tensors:
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    return dtype
+
+
+def _similarity_times(labels_a: Tensor, labels_b: Tensor, x: Tensor, single: bool) -> Tensor:
+    """S x with S = label_similarity(labels_a, labels_b) [A, B] and x [B, K]; via class sums when single-label."""
+    if single:
+        la, lb = labels_a.to(x.dtype), labels_b.to(x.dtype)
+        return la @ (lb.T @ x)  # S = La Lbᵀ exactly for 0/1 rows with at most one 1
+    return label_similarity(labels_a, labels_b).to(x.dtype) @ x
 
 
 class _PairwiseLogisticNLL(torch.autograd.Function):
-    """Forward and backward of :func:`pairwise_logistic_nll`, written out to avoid materialising S and S∘Θ."""
+    """Forward and backward of :func:`pairwise_logistic_nll`.
+
+    The gradients are formed during the forward (σ(Θ) is needed there anyway), so the [B, N] matrices live only in
+    two reused scratch buffers and the saved state is the [B, K] / [N, K] gradients; S and S∘Θ are never built.
+    """
 
     @staticmethod
-    def forward(ctx, u: Tensor, v: Tensor, labels_u: Tensor, labels_v: Tensor, scale: float, single: bool) -> Tensor:
-        if single:
-            # S = Lu Lvᵀ exactly, so S v and Sᵀ u are two thin products through the [C, K] class sums.
-            lu, lv = labels_u.to(u.dtype), labels_v.to(u.dtype)
-            s_v = lu @ (lv.T @ v)
-            s_u = lv @ (lu.T @ u) if ctx.needs_input_grad[1] else None
-        else:
-            s = label_similarity(labels_u, labels_v).to(u.dtype)
-            s_v = s @ v
-            s_u = s.T @ u if ctx.needs_input_grad[1] else None
-        similar_sum = scale * (u * s_v).sum()  # Σ_ij S_ij Θ_ij
-        # Σ log(1 + e^Θ) = Σ relu(Θ) + Σ log(1 + e^{-|Θ|}), relu(Θ) = (Θ + |Θ|) / 2 and ΣΘ = scale (Σu)·(Σv).
-        # log(1 + e) with e <= 1 is accurate to float rounding in absolute terms (log1p is several times slower
-        # on CPU and only improves the relative accuracy of terms below 1e-7). Θ lives in a reused scratch buffer;
-        # σ(Θ), saved for the backward, is the only fresh [B, N] tensor.
-        theta = torch.mm(scale * u, v.T, out=_scratch(u.shape[0], v.shape[0], u.dtype, u.device))
-        sigma = torch.sigmoid(theta)
-        theta_sum = scale * (u.sum(0) @ v.sum(0))
-        magnitude = theta.abs_()
-        relu_sum = 0.5 * (theta_sum + magnitude.sum())
-        softplus_sum = relu_sum + magnitude.neg_().exp_().add_(1.0).log_().sum()
-        ctx.save_for_backward(u, v, sigma, s_v, s_u if s_u is not None else s_v)
-        ctx.scale = scale
+    def forward(
+        ctx,
+        u: Tensor,
+        v: Tensor,
+        labels_u: Tensor,
+        labels_v: Tensor,
+        scale: float,
+        single: bool,
+        v_index: Tensor | None,
+    ) -> Tensor:
+        need_u, need_v = ctx.needs_input_grad[:2]
+        u_dtype, v_dtype = u.dtype, v.dtype
+        with torch.autocast(u.device.type, enabled=False):
+            dtype = _compute_dtype(u, v)
+            u, v = u.to(dtype), v.to(dtype)
+            # Everything comes from T = tanh(Θ/2), one vectorised pass, since σ(Θ) = (1 + T)/2 and
+            # log(1 + e^{-|Θ|}) = log 2 − log(1 + |T|). Θ is formed transposed, [N, B]: MKL writes that layout faster
+            # for a thin u, and the element-wise passes do not care. Both [N, B] matrices live in reused buffers.
+            rows, cols = v.shape[0], u.shape[0]
+            half_theta = torch.mm(v, (0.5 * scale * u).T, out=_scratch(0, (rows, cols), u))
+            t = torch.tanh(half_theta, out=_scratch(1, (rows, cols), u))
+            s_v = _similarity_times(labels_u, labels_v, v, single)
+            similar_sum = scale * (u * s_v).sum()  # Σ_ij S_ij Θ_ij
+            # Σ log(1 + e^Θ) = Σ relu(Θ) + Σ log(1 + e^{-|Θ|}), relu(Θ) = (Θ + |Θ|) / 2 and ΣΘ = scale (Σu)·(Σv).
+            u_sum, v_sum = u.sum(0), v.sum(0)
+            theta_sum = scale * (u_sum @ v_sum)
+            relu_sum = 0.5 * theta_sum + half_theta.abs_().sum()
+            softplus_sum = relu_sum + _sum_log1p_exp_neg_abs(t, out=half_theta).to(u.dtype)
+            # ∂/∂u = scale (σ(Θ) − S) v and ∂/∂v = scale (σ(Θ) − S)ᵀ u, with σ(Θ) = (1 + Tᵀ) / 2.
+            grad_u = (0.5 * (t.T @ v + v_sum) - s_v).mul_(scale) if need_u else None
+            if need_u and v_index is not None:
+                # Rows v[v_index] hold u's own (detached) values: u_k's role as column v_index[k] of Θ adds
+                # scale Σ_i (σ(Θ_ik) − S_ik) u_i, from the [B, B] block recomputed (cheaper than gathering columns).
+                block = torch.sigmoid(scale * u @ v[v_index].T)
+                column = block.T @ u - _similarity_times(labels_v[v_index], labels_u, u, single)
+                grad_u.add_(column, alpha=scale)
+            grad_v = (
+                (0.5 * (t @ u + u_sum) - _similarity_times(labels_v, labels_u, u, single)).mul_(scale)
+                if need_v
+                else None
+            )
+        ctx.save_for_backward(
+            grad_u.to(u_dtype) if grad_u is not None else None, grad_v.to(v_dtype) if grad_v is not None else None
+        )
         return softplus_sum - similar_sum
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        u, v, sigma, s_v, s_u = ctx.saved_tensors
-        g = grad * ctx.scale
-        grad_u = g * (sigma @ v - s_v) if ctx.needs_input_grad[0] else None
-        grad_v = g * (sigma.T @ u - s_u) if ctx.needs_input_grad[1] else None
-        return grad_u, grad_v, None, None, None, None
+        grad_u, grad_v = ctx.saved_tensors
+        return (
+            grad * grad_u if grad_u is not None else None,
+            grad * grad_v if grad_v is not None else None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def pairwise_logistic_nll(
-    u: Tensor, v: Tensor, labels_u: Tensor, labels_v: Tensor, scale: float = 0.5, single_label: bool | None = None
+    u: Tensor,
+    v: Tensor,
+    labels_u: Tensor,
+    labels_v: Tensor,
+    scale: float = 0.5,
+    single_label: bool | None = None,
+    v_index: Tensor | None = None,
 ) -> Tensor:
     """Σ_ij [log(1 + e^{Θ_ij}) − S_ij Θ_ij] with Θ = scale · u vᵀ and S_ij = [labels share a label].
 
     The pairwise negative log-likelihood of DPSH / DHN / DCMH, summed over all pairs of rows of ``u`` [B, K]
-    and ``v`` [N, K]. Equal to ``(log1p_exp(Θ) - S * Θ).sum()`` (tested), but with a hand-written backward
+    and ``v`` [N, K]. Equal to ``(log1p_exp(Θ) - S * Θ).sum()`` (tested), but with a hand-written gradient
     (∂/∂u = scale · (σ(Θ) − S) v) that never builds S or S∘Θ, and, for single-label data, gets S v from per-class
     sums. With a memory bank of N items this is most of the loss's cost, so it matters for step time.
 
@@ -127,10 +209,52 @@ def pairwise_logistic_nll(
         scale: Θ = scale · u vᵀ (½ in DPSH / DCMH).
         single_label: whether every label row is 0/1 with at most one 1 (then S = Lu Lvᵀ); ``None`` checks.
             Callers that know it (the datamodule says ``multi_label=False``) save the check's passes.
+        v_index: for a memory bank ``v`` into which ``u`` has just been written (``v[v_index] == u``, detached):
+            ``u``'s gradient then also includes its role as those columns, i.e. it is the gradient of the loss
+            with ``v[v_index]`` replaced by ``u`` itself. The value is unchanged.
     """
     if single_label is None:
         single_label = _at_most_one_label(labels_u) and _at_most_one_label(labels_v)
-    return _PairwiseLogisticNLL.apply(u, v, labels_u, labels_v, scale, single_label)
+    return _PairwiseLogisticNLL.apply(u, v, labels_u, labels_v, scale, single_label, v_index)
+
+
+class _DifferenceSoftplusSum(torch.autograd.Function):
+    """Forward and backward of :func:`difference_softplus_sum`; the gradients are formed in the forward."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
+        # x/2 = (a_ik − b_ij)/2 over [R, J, I]; σ(x) = (1 + T)/2 and log(1 + e^{-|x|}) = log 2 − log(1 + |T|)
+        # with T = tanh(x/2): one vectorised transcendental pass, and no exp to take a slow path on the sentinels.
+        a_dtype, b_dtype = a.dtype, b.dtype
+        with torch.autocast(a.device.type, enabled=False):
+            dtype = _compute_dtype(a, b)
+            a, b = a.to(dtype), b.to(dtype)
+            shape = (a.shape[0], b.shape[1], a.shape[1])
+            half = torch.sub(0.5 * a[:, None, :], 0.5 * b[:, :, None], out=_scratch(0, shape, a))
+            t = torch.tanh(half, out=_scratch(1, shape, a))
+            relu_sum = 2.0 * half.clamp_min_(0.0).sum()
+            total = relu_sum + _sum_log1p_exp_neg_abs(t, out=half).to(dtype)
+            # ∂/∂a_ik = Σ_j σ(x_ijk) = (J + Σ_j T_ijk)/2 and ∂/∂b_ij = −Σ_k σ(x_ijk) = −(I + Σ_k T_ijk)/2.
+            grad_a = t.sum(1).add_(b.shape[1]).mul_(0.5).to(a_dtype) if ctx.needs_input_grad[0] else None
+            grad_b = t.sum(2).add_(a.shape[1]).mul_(-0.5).to(b_dtype) if ctx.needs_input_grad[1] else None
+        ctx.save_for_backward(grad_a, grad_b)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        grad_a, grad_b = ctx.saved_tensors
+        return (grad * grad_a if grad_a is not None else None, grad * grad_b if grad_b is not None else None)
+
+
+def difference_softplus_sum(a: Tensor, b: Tensor) -> Tensor:
+    """Σ_{r,j,i} log(1 + e^{a_ri − b_rj}) for a [R, I] and b [R, J]: every pair of an ``a`` and a ``b`` entry of a row.
+
+    DTSH's triplet likelihood in compact form (row r an anchor, a its negatives' inner products plus the margin,
+    b its positives'). Equal to ``log1p_exp(a[:, None, :] - b[:, :, None]).sum()`` (tested), without the autograd
+    passes over the [R, J, I] tensor. A pair with a − b below about −40 (float32) contributes exactly 0 in value and
+    gradient, so padding slots can be filled with sentinels (a = −10^4, b = +10^4).
+    """
+    return _DifferenceSoftplusSum.apply(a, b)
 
 
 def contrastive_pair_loss(u: Tensor, labels: Tensor, margin: float) -> Tensor:
