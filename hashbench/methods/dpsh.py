@@ -24,19 +24,18 @@ Deviations from the paper:
   equal implementations of this gradient differed by up to 0.017 through float rounding alone: at 3 epochs and
   one seed, differences of that size are noise.)
 
-The likelihood's backward is written out (:func:`hashbench.nn.losses.pairwise_logistic_nll`) so that a step
-against a large bank stays cheap; the in-batch role is a [B, B] term added with zero value.
+The likelihood's gradient is written out (:func:`hashbench.nn.losses.pairwise_logistic_nll`, which also adds the
+in-batch column role) so that a step against a large bank stays cheap.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from hashbench.methods.base import HashingMethod, Paper
-from hashbench.nn.losses import label_similarity, pairwise_logistic_nll, sign_with_zero_positive
+from hashbench.nn.losses import pairwise_logistic_nll, sign_with_zero_positive
 from hashbench.registry import register_method
 
 __all__ = ["dpsh_loss", "DPSH"]
@@ -49,6 +48,7 @@ def dpsh_loss(
     bank_labels: Tensor,
     eta: float = 10.0,
     single_label: bool | None = None,
+    bank_index: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """DPSH loss of a batch against the whole training set.
 
@@ -59,13 +59,17 @@ def dpsh_loss(
         bank_labels: their labels [N, C].
         eta: weight of the quantization term (η in Eq. 6 of the paper).
         single_label: whether all labels are one-hot (a shortcut; ``None`` checks the labels).
+        bank_index: where the batch sits in the bank (``bank_u[bank_index]`` holds ``u``, detached). The gradient
+            then includes the batch's role as those bank rows (pairs (i, k), i and k in the batch); ``None`` treats
+            the whole bank as a constant, as the authors' PyTorch port does.
 
     Returns:
         ``likelihood``, ``quantization`` and their sum ``loss``.
     """
     n = bank_u.shape[0]
     # -Σ_ij (S_ij Θ_ij - log(1 + e^Θ_ij)) with Θ = ½ u bankᵀ, stable for large Θ.
-    likelihood = pairwise_logistic_nll(u, bank_u, labels, bank_labels, 0.5, single_label) / (n * u.shape[0])
+    nll = pairwise_logistic_nll(u, bank_u, labels, bank_labels, 0.5, single_label, v_index=bank_index)
+    likelihood = nll / (n * u.shape[0])
     # b_i = sign(u_i) with hashbench's rule sign(0) = +1 (the same codes that encode() returns).
     quantization = eta * (u - sign_with_zero_positive(u.detach())).pow(2).sum() / (n * u.shape[0])
     return {"likelihood": likelihood, "quantization": quantization, "loss": likelihood + quantization}
@@ -108,18 +112,8 @@ class DPSH(HashingMethod):
         self.update_memory_bank("codes", batch.index, u)
         self.update_memory_bank("labels", batch.index, batch.labels)
         bank = self.memory_bank("codes").values  # holds the batch's outputs now (detached)
-        # The banks exist only after configure_data, which also set multi_label from the datamodule.
-        terms = dpsh_loss(u, batch.labels, bank, self.memory_bank("labels").values, self.eta, not self.multi_label)
-        # The batch's bank rows are u itself: add their gradient (u_k as column j = k of pairs (i, k), i in the
-        # batch), ∂/∂u_k = ½ Σ_i (σ(Θ_ik) − S_ik) u_i / (N·B), through a term with zero value, so the logged
-        # likelihood is unchanged.
-        with torch.no_grad():
-            fixed = u.detach()
-            theta = 0.5 * fixed @ fixed.T
-            s = label_similarity(batch.labels)
-            column_grad = 0.5 * (torch.sigmoid(theta) - s).T @ fixed / (bank.shape[0] * u.shape[0])
-        column_role = (u * column_grad).sum()
-        extra = column_role - column_role.detach()
-        terms["likelihood"] = terms["likelihood"] + extra
-        terms["loss"] = terms["loss"] + extra
-        return terms
+        # The banks exist only after configure_data, which also set multi_label from the datamodule. The batch's
+        # bank rows are u itself, so its gradient includes u_k's role as bank row k (see "Deviations").
+        return dpsh_loss(
+            u, batch.labels, bank, self.memory_bank("labels").values, self.eta, not self.multi_label, batch.index
+        )

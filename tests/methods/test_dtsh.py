@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from hashbench.methods.dtsh import dtsh_loss
@@ -25,14 +26,15 @@ def _loop_dtsh(u, labels, alpha, lam):
     return (total / count if count else 0.0), lam * quant / (b * k)
 
 
-def test_dtsh_loss_matches_per_triplet_loop() -> None:
+@pytest.mark.parametrize("classes", [3, 12])  # few classes: negatives compacted; many: every column kept
+def test_dtsh_loss_matches_per_triplet_loop(classes: int) -> None:
     g = torch.Generator().manual_seed(0)
     for multi in (False, True):
         u = torch.tanh(2 * torch.randn(7, 6, generator=g, dtype=torch.float64))
         if multi:
-            labels = (torch.rand(7, 3, generator=g) < 0.4).double()
+            labels = (torch.rand(7, classes, generator=g) < 1.2 / classes).double()
         else:
-            labels = torch.nn.functional.one_hot(torch.randint(0, 3, (7,), generator=g), 3).double()
+            labels = torch.nn.functional.one_hot(torch.randint(0, classes, (7,), generator=g), classes).double()
         terms = dtsh_loss(u, labels, alpha=1.5, lam=0.7)
         triplet, quant = _loop_dtsh(u, labels, 1.5, 0.7)
         assert math.isclose(float(terms["triplet"]), triplet, rel_tol=1e-10)
