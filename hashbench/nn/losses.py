@@ -76,11 +76,15 @@ def _scratch(slot: int, shape: tuple[int, ...], like: Tensor) -> Tensor:
     memory took 5x as long), so each ``slot`` keeps one buffer per thread, reallocated only when it is too small.
     """
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    buffer, view = buffers.get(slot, (None, None))
+    if view is not None and view.shape == shape and view.dtype == like.dtype and view.device == like.device:
+        return view  # the common case: the same shape as the last call
     numel = math.prod(shape)
-    buffer = buffers.get(slot)
     if buffer is None or buffer.numel() < numel or buffer.dtype != like.dtype or buffer.device != like.device:
-        buffer = buffers[slot] = torch.empty(numel, dtype=like.dtype, device=like.device)
-    return buffer[:numel].view(shape)
+        buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
+    view = buffer[:numel].view(shape)
+    buffers[slot] = (buffer, view)
+    return view
 
 
 def _sum_log_small(x: Tensor) -> Tensor:
@@ -92,7 +96,7 @@ def _sum_log_small(x: Tensor) -> Tensor:
     flat = x.view(-1)
     whole = flat.numel() - flat.numel() % 64
     total = flat[:whole].view(-1, 64).prod(1).log_().sum(dtype=torch.float64)
-    return total + flat[whole:].log().sum(dtype=torch.float64)
+    return total + flat[whole:].log().sum(dtype=torch.float64) if whole < flat.numel() else total
 
 
 def _sum_log1p_exp_neg_abs(t: Tensor, out: Tensor) -> Tensor:
