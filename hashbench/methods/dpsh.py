@@ -20,9 +20,10 @@ Deviations from the paper:
   gradient of the written loss with the bank's batch rows equal to u. The rest of the bank is a constant. The
   authors' PyTorch port detaches the whole bank (u_k's row role only). Measured on fashion-mnist, demo profile,
   seed 0, mAP@all at 16/32/48/64 bits: 0.633 / 0.646 / 0.534 / 0.524 with the whole bank detached, against
-  0.648 / 0.660 / 0.612 / 0.604 with the in-batch gradient, so hashbench keeps the latter. (Two mathematically
-  equal implementations of this gradient differed by up to 0.017 through float rounding alone: at 3 epochs and
-  one seed, differences of that size are noise.)
+  0.648 / 0.660 / 0.612 / 0.604 with the in-batch gradient, so hashbench keeps the latter. (Mathematically equal
+  implementations of this gradient differ by up to 0.017 through float rounding alone: the current one, formed
+  from tanh(Θ/2), gives 0.650 / 0.661 / 0.626 / 0.601. At 3 epochs and one seed, differences of that size are
+  noise.)
 
 The likelihood's gradient is written out (:func:`hashbench.nn.losses.pairwise_logistic_nll`, which also adds the
 in-batch column role) so that a step against a large bank stays cheap.
