@@ -7,6 +7,7 @@ Subcommands:
   run                     one cell: fit, select the best validation epoch, test, print the metrics.
   list                    registered methods (and ``list --protocols`` for the data protocols).
   data                    ``data list | verify NAME | prepare NAME``.
+  weights                 ``weights list | verify [NAME] | prepare NAME``: pretrained weights files and checksums.
   table                   regenerate a comparison table from ``experiments/tables/<name>.yaml``.
 
 Method and data names are the registry's (case-insensitive): ``--model dmsh-ln``, ``--data cifar10-1``.
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("WANDB_MODE", "offline")
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print("usage: hashbench {fit,validate,test,run,list,data,table} ...\n" + _usage())
+        print("usage: hashbench {fit,validate,test,run,list,data,weights,table} ...\n" + _usage())
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd in LIGHTNING_COMMANDS:
@@ -222,11 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         from hashbench.data.cli import main as data_main
 
         return data_main(rest)
+    if cmd == "weights":
+        from hashbench.cli_weights import main as weights_main
+
+        return weights_main(rest)
     if cmd == "table":
         from hashbench.bench.cli import main as table_main
 
         return table_main(rest)
-    print(f"hashbench: unknown command {cmd!r}\nusage: hashbench {{fit,validate,test,run,list,data,table}} ...")
+    print(f"hashbench: unknown command {cmd!r}\nusage: hashbench {{fit,validate,test,run,list,data,weights,table}} ...")
     return 2
 
 

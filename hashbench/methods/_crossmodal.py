@@ -18,6 +18,8 @@ This module's name starts with ``_`` so that it is not imported as a method by `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +28,7 @@ from torch import Tensor, nn
 from hashbench.methods.base import HashingMethod
 from hashbench.nn.backbones import create_backbone
 from hashbench.nn.text import DEFAULT_BOW_HIDDEN, create_clip_towers, create_text_encoder
+from hashbench.nn.weights import WeightsNeed, clip_weights_name
 
 __all__ = ["CrossModalHashingMethod", "CodeHead", "DIRECTIONS"]
 
@@ -83,6 +86,19 @@ class CrossModalHashingMethod(HashingMethod):
         super().__init__(n_bits=n_bits, **kwargs)
 
     # ------------------------------------------------------------------ networks
+    @classmethod
+    def weights_needed(cls, kwargs: Mapping[str, Any]) -> list[WeightsNeed]:
+        """The image backbone's weights, or CLIP's when either tower is CLIP's and ``clip_pretrained`` is set."""
+        clip = "clip" in (cls.init_arg(kwargs, "backbone"), cls.init_arg(kwargs, "text_encoder"))
+        needs = [] if cls.init_arg(kwargs, "backbone") == "clip" else super().weights_needed(kwargs)
+        tag, model = cls.init_arg(kwargs, "clip_pretrained"), cls.init_arg(kwargs, "clip_model")
+        if clip and tag and isinstance(model, str):
+            if Path(str(tag)).suffix:  # a file path, not an open_clip tag
+                needs.append(WeightsNeed(f"clip-{model}", str(tag), why="the CLIP towers"))
+            else:
+                needs.append(WeightsNeed(clip_weights_name(model, tag), why="the CLIP towers"))
+        return needs
+
     def _clip_towers(self) -> tuple[Any, Any]:
         # Built once per model: configure_data may rebuild the image network for another input size, which must not
         # re-create (or re-load) CLIP. Kept out of nn.Module registration on purpose.
@@ -104,7 +120,7 @@ class CrossModalHashingMethod(HashingMethod):
                 )
             self.backbone = self._clip_towers()[0]
         else:
-            self.backbone = create_backbone(hp.backbone, hp.pretrained, in_channels, image_size)
+            self.backbone = create_backbone(hp.backbone, hp.pretrained, in_channels, image_size, weights=hp.weights)
         self.hash_layer = CodeHead(self.backbone.feature_dim, self.n_bits, hp.head_dropout)
         self._build_text_network()
 

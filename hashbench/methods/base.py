@@ -17,7 +17,9 @@ Binarisation rule: ``encode`` returns ``sign(u)`` with ``sign(0) = +1`` (int8 co
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 from hashbench.nn.backbones import Backbone, create_backbone
 from hashbench.nn.heads import HashHead
 from hashbench.nn.losses import sign_with_zero_positive
+from hashbench.nn.weights import WeightsNeed
 
 __all__ = ["DEEPHASH_PYTORCH_TRAINING", "Paper", "HashingMethod", "MemoryBank", "SUPERVISION_KINDS"]
 
@@ -86,7 +89,9 @@ class HashingMethod(L.LightningModule):
     Args:
         n_bits: code length K.
         backbone: backbone name (see :func:`hashbench.nn.backbones.create_backbone`).
-        pretrained: load ImageNet weights for the backbone (local cache only unless downloads are allowed).
+        pretrained: load ImageNet weights for the backbone (local files only unless downloads are allowed; see
+            :mod:`hashbench.nn.weights` for where they are looked for).
+        weights: path of a weights file for the backbone (implies ``pretrained``; loaded as given).
         in_channels: input channels; ``None`` = taken from the datamodule (3 until one is attached).
         image_size: input side in pixels for networks with fixed-size FC layers; ``None`` = from the datamodule.
         num_classes: number of labels; ``None`` = from the datamodule.
@@ -121,6 +126,7 @@ class HashingMethod(L.LightningModule):
         n_bits: int = 48,
         backbone: str = "compact_cnn",
         pretrained: bool = False,
+        weights: str | None = None,
         in_channels: int | None = None,
         image_size: int | None = None,
         num_classes: int | None = None,
@@ -160,11 +166,37 @@ class HashingMethod(L.LightningModule):
             # Enough is known to build everything now (e.g. when loading a checkpoint).
             self.configure_data(num_classes=num_classes, num_train=num_train)
 
+    # ------------------------------------------------------------------ pretrained weights
+    @classmethod
+    def init_arg(cls, kwargs: Mapping[str, Any], name: str) -> Any:
+        """The value constructor argument ``name`` takes for ``cls(**kwargs)``: given, else its default."""
+        if name in kwargs:
+            return kwargs[name]
+        for klass in cls.__mro__:
+            param = inspect.signature(klass.__init__).parameters.get(name) if "__init__" in vars(klass) else None
+            if param is not None and param.default is not inspect.Parameter.empty:
+                return param.default
+        return None
+
+    @classmethod
+    def weights_needed(cls, kwargs: Mapping[str, Any]) -> list[WeightsNeed]:
+        """The pretrained weights files ``cls(**kwargs)`` will read, without building it.
+
+        The table runner's preflight checks them before the first cell runs. A method whose network reads other
+        weights (CLIP towers, a fixed feature network) extends this list.
+        """
+        backbone, weights = cls.init_arg(kwargs, "backbone"), cls.init_arg(kwargs, "weights")
+        if weights is not None or cls.init_arg(kwargs, "pretrained"):
+            return [WeightsNeed(str(backbone), weights, why=f"the {backbone} backbone")]
+        return []
+
     # ------------------------------------------------------------------ network
     def _build_network(self, in_channels: int, image_size: int) -> None:
         hp = self.hparams
         self._built_for = (in_channels, image_size)
-        self.backbone: Backbone = create_backbone(hp.backbone, hp.pretrained, in_channels, image_size)
+        self.backbone: Backbone = create_backbone(
+            hp.backbone, hp.pretrained, in_channels, image_size, weights=hp.weights
+        )
         self.hash_layer = HashHead(self.backbone.feature_dim, self.n_bits, hidden=hp.hash_hidden, batch_norm=hp.hash_bn)
 
     def extract_features(self, x: Tensor) -> Tensor:

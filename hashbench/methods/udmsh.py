@@ -37,6 +37,7 @@ Deviations from the paper:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -53,6 +54,7 @@ from hashbench.nn.pseudo_similarity import (
     fused_cosine,
     pseudo_targets,
 )
+from hashbench.nn.weights import WeightsNeed
 from hashbench.registry import register_method
 
 __all__ = ["udmsh_loss", "SemanticStructureHashing", "UDMSH"]
@@ -105,6 +107,18 @@ class SemanticStructureHashing(HashingMethod):
     """
 
     supervision = "unsupervised"
+
+    @classmethod
+    def weights_needed(cls, kwargs: Mapping[str, Any]) -> list[WeightsNeed]:
+        """The backbone's weights plus the fixed feature network's: ImageNet VGG-16 for ``auto`` (without it the
+        features fall back to pixels, so it is not required) and the named backbone for ``pretrained:<name>``."""
+        needs = super().weights_needed(kwargs)
+        source = str(cls.init_arg(kwargs, "feature_source"))
+        if source == "auto":
+            needs.append(WeightsNeed("vgg16", required=False, why="the 'auto' features (else pixel features)"))
+        elif source.startswith("pretrained:"):
+            needs.append(WeightsNeed(source.split(":", 1)[1], why=f"feature_source={source!r}"))
+        return needs
 
     def __init__(
         self,

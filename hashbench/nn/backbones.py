@@ -10,9 +10,10 @@ Families:
 - ``alexnet``, ``vgg11``, ``vgg16``, ``resnet18``, ``resnet50`` (torchvision) and any timm model name, e.g.
   ``vit_small_patch16_224`` or ``timm/<name>``.
 
-Pretrained weights are only read from the local caches (torch hub / Hugging Face). Without network access a
-missing file fails at once with a message naming the file and how to provide it; set
-``HASHBENCH_ALLOW_DOWNLOAD=1`` to let torchvision/timm download them.
+Pretrained weights are read from local files only (:mod:`hashbench.nn.weights`): an explicit ``weights`` path, the
+``$HASHBENCH_WEIGHTS`` folder, or the torch hub cache, checked against the published sha256. A missing file fails at
+once with a message naming every place looked in and how to get the file; ``HASHBENCH_ALLOW_DOWNLOAD=1`` lets
+torchvision/timm download them. timm models also read the Hugging Face cache or ``$HASHBENCH_WEIGHTS/<model>.pth``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Backbone", "create_backbone", "list_backbones", "PretrainedWeightsUnavailable"]
+from hashbench.nn import weights as _weights
+
+__all__ = [
+    "Backbone",
+    "create_backbone",
+    "list_backbones",
+    "PretrainedWeightsUnavailable",
+    "read_state_dict",
+    "timm_weights_present",
+]
 
 _TORCHVISION = {
     "alexnet": ("alexnet", "AlexNet_Weights"),
@@ -69,6 +79,9 @@ class Backbone(nn.Module):
         self.map_channels = map_channels
         self.needs_imagenet_input = needs_imagenet_input
         self.name = name
+        #: the pretrained weights file loaded into this backbone and its sha256 (``None`` for random init)
+        self.weights_file: str | None = None
+        self.weights_sha256: str | None = None
 
     def forward_map(self, x: Tensor) -> Tensor:
         return self.body(x)
@@ -116,33 +129,80 @@ def _dsh_cnn(in_channels: int, image_size: int) -> Backbone:
 
 
 def _allow_download() -> bool:
-    return os.environ.get("HASHBENCH_ALLOW_DOWNLOAD", "").lower() in {"1", "true", "yes"}
+    return _weights.allow_download()
 
 
-def _torchvision(name: str, pretrained: bool) -> Backbone:
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """A state dict from a ``.pth``/``.pt``/``.bin`` (torch.save) or ``.safetensors`` file.
+
+    Raises:
+        ValueError: the file cannot be read as a state dict (the message names it).
+    """
+    try:
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, pickle of another kind, ...: one clear message
+        raise ValueError(f"cannot read weights file {path}: {type(err).__name__}: {err}") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def _load_into(module: nn.Module, path: Path, what: str) -> None:
+    try:
+        module.load_state_dict(read_state_dict(path))
+    except RuntimeError as err:
+        raise ValueError(f"weights file {path} does not fit backbone {what!r}: {err}") from err
+
+
+def _registry_weights(name: str, explicit: str | None) -> tuple[Path | None, dict[str, Tensor] | None]:
+    """(local file, None) or, when only a download can provide them, (hub cache path, downloaded state dict)."""
+    path = _weights.find_weights(name, explicit)
+    if path is not None:
+        return path, None
+    if not _allow_download():
+        raise PretrainedWeightsUnavailable(_weights.missing_message(name))
+    source = _weights.get_source(name)
+    state = torch.hub.load_state_dict_from_url(source.url, map_location="cpu", check_hash=True)
+    return _weights.hub_checkpoint_dir() / source.filename, state
+
+
+def _torchvision(name: str, pretrained: bool, weights: str | None = None) -> Backbone:
     import torchvision.models as tvm
 
-    builder_name, weights_enum = _TORCHVISION[name]
-    weights = None
-    if pretrained:
-        weights = getattr(tvm, weights_enum).DEFAULT
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        if not cached.exists() and not _allow_download():
-            raise PretrainedWeightsUnavailable(
-                f"pretrained weights for backbone {name!r} are not in the local cache: expected {cached}. "
-                f"Download {weights.url} to that path (or set TORCH_HOME to a folder holding hub/checkpoints/), "
-                "or set HASHBENCH_ALLOW_DOWNLOAD=1 on a machine with internet, or use pretrained=False."
-            )
-    model = getattr(tvm, builder_name)(weights=weights)
+    builder_name, _ = _TORCHVISION[name]
+    model = getattr(tvm, builder_name)(weights=None)
+    path = None
+    if pretrained or weights is not None:
+        path, state = _registry_weights(name, weights)
+        if state is not None:
+            model.load_state_dict(state)
+        else:
+            _load_into(model, path, name)
     if name in ("alexnet", "vgg11", "vgg16"):
         # The hash layer replaces the last classifier layer (fc8), as in DPSH / DeepHash-pytorch.
         head = nn.Sequential(model.avgpool, nn.Flatten(), *list(model.classifier.children())[:-1])
-        return Backbone(model.features, head, 4096, 256 if name == "alexnet" else 512, True, name)
-    body = nn.Sequential(
-        model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3, model.layer4
-    )
-    dim = model.fc.in_features
-    return Backbone(body, nn.Sequential(model.avgpool, nn.Flatten()), dim, dim, True, name)
+        backbone = Backbone(model.features, head, 4096, 256 if name == "alexnet" else 512, True, name)
+    else:
+        body = nn.Sequential(
+            model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3, model.layer4
+        )
+        dim = model.fc.in_features
+        backbone = Backbone(body, nn.Sequential(model.avgpool, nn.Flatten()), dim, dim, True, name)
+    _record_weights(backbone, path)
+    return backbone
+
+
+def _record_weights(backbone: Backbone, path: Path | None) -> None:
+    if path is not None and path.is_file():
+        backbone.weights_file = str(path)
+        backbone.weights_sha256 = _weights.cached_sha256(path)
 
 
 class _TimmBody(nn.Module):
@@ -163,41 +223,88 @@ class _TimmHead(nn.Module):
         return self.model.forward_head(fmap, pre_logits=True)
 
 
-def _timm(name: str, pretrained: bool, in_channels: int) -> Backbone:
+def _timm_local_file(model_name: str, explicit: str | None) -> Path | None:
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {path} (given for timm model {model_name!r}) does not exist")
+        return path
+    folder = os.environ.get(_weights.ENV_VAR)
+    if folder:
+        for suffix in (".safetensors", ".pth", ".bin"):
+            candidate = Path(folder).expanduser() / f"{model_name}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def timm_weights_present(name: str, weights: str | None = None) -> Path | None:
+    """Where the pretrained weights of timm model ``name`` are: a local file (returned), or the HF cache (None).
+
+    Raises:
+        PretrainedWeightsUnavailable: neither, and downloads are not allowed.
+    """
     import timm
 
     model_name = name.removeprefix("timm/")
-    if pretrained and not _allow_download():
-        cfg = timm.models.get_pretrained_cfg(model_name)
-        hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-        found = False
-        if hub_id:
-            from huggingface_hub import try_to_load_from_cache
+    local = _timm_local_file(model_name, weights)
+    if local is not None or _allow_download():
+        return local
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if hub_id:
+        from huggingface_hub import try_to_load_from_cache
 
-            for fname in ("model.safetensors", "pytorch_model.bin"):
-                if isinstance(try_to_load_from_cache(hub_id, fname), str):
-                    found = True
-        if not found:
-            raise PretrainedWeightsUnavailable(
-                f"pretrained weights for timm model {model_name!r} (hub id {hub_id!r}) are not in the Hugging Face "
-                "cache. Run `huggingface-cli download <hub id>` on a machine with internet and copy the cache "
-                "(HF_HOME), or set HASHBENCH_ALLOW_DOWNLOAD=1 (and unset HF_HUB_OFFLINE), or use pretrained=False."
-            )
-    model = timm.create_model(model_name, pretrained=pretrained, num_classes=0, in_chans=in_channels)
+        for fname in ("model.safetensors", "pytorch_model.bin"):
+            if isinstance(try_to_load_from_cache(hub_id, fname), str):
+                return None
+    raise PretrainedWeightsUnavailable(
+        f"pretrained weights for timm model {model_name!r} (hub id {hub_id!r}) are neither in "
+        f"${_weights.ENV_VAR}/{model_name}.safetensors|.pth nor in the Hugging Face cache. Run "
+        "`huggingface-cli download <hub id>` on a machine with internet and copy the cache (HF_HOME) or the "
+        f"file into ${_weights.ENV_VAR}, pass weights=<file>, or set HASHBENCH_ALLOW_DOWNLOAD=1 (and unset "
+        "HF_HUB_OFFLINE), or use pretrained=False."
+    )
+
+
+def _timm(name: str, pretrained: bool, in_channels: int, weights: str | None = None) -> Backbone:
+    import timm
+
+    model_name = name.removeprefix("timm/")
+    local = timm_weights_present(name, weights) if (pretrained or weights is not None) else None
+    if local is not None:
+        # timm's own loader reads the file (and drops the classifier, num_classes=0).
+        overlay = {"file": str(local)}
+        model = timm.create_model(
+            model_name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=0, in_chans=in_channels
+        )
+    else:
+        model = timm.create_model(model_name, pretrained=pretrained, num_classes=0, in_chans=in_channels)
     is_cnn = getattr(model, "feature_info", None) is not None and "vit" not in model_name
     map_channels = model.num_features if is_cnn else None
-    return Backbone(_TimmBody(model), _TimmHead(model), model.num_features, map_channels, True, name)
+    backbone = Backbone(_TimmBody(model), _TimmHead(model), model.num_features, map_channels, True, name)
+    _record_weights(backbone, local)
+    return backbone
 
 
-def create_backbone(name: str, pretrained: bool = False, in_channels: int = 3, image_size: int = 32) -> Backbone:
+def create_backbone(
+    name: str, pretrained: bool = False, in_channels: int = 3, image_size: int = 32, weights: str | None = None
+) -> Backbone:
     """Build a backbone by name.
 
     Args:
         name: ``compact_cnn``, ``dsh_cnn``, a torchvision name (``alexnet``, ``vgg11``, ``vgg16``, ``resnet18``,
             ``resnet50``) or a timm model name (``vit_small_patch16_224``; prefix ``timm/`` to force timm).
-        pretrained: load ImageNet weights (from the local cache only, unless HASHBENCH_ALLOW_DOWNLOAD=1).
+        pretrained: load ImageNet weights from a local file (see :mod:`hashbench.nn.weights`; downloads only with
+            HASHBENCH_ALLOW_DOWNLOAD=1).
         in_channels: input channels (1 for Fashion-MNIST).
         image_size: input side in pixels (used by networks with a fixed-size FC layer, e.g. ``dsh_cnn``).
+        weights: path of a weights file to load (implies ``pretrained``); loaded as given, without the checksum
+            check that files found in the weights folder or hub cache get.
+
+    Raises:
+        PretrainedWeightsUnavailable: pretrained weights asked for but not on disk (and downloads not allowed).
+        hashbench.nn.weights.WeightsChecksumError: a found file does not match its published sha256.
 
     Example:
         >>> bb = create_backbone("compact_cnn", in_channels=1)
@@ -207,14 +314,24 @@ def create_backbone(name: str, pretrained: bool = False, in_channels: int = 3, i
     key = name.lower()
     if key in _SMALL:
         if pretrained:
-            raise ValueError(f"backbone {name!r} is trained from scratch: it has no pretrained weights")
-        return _compact_cnn(in_channels) if key == "compact_cnn" else _dsh_cnn(in_channels, image_size)
+            raise ValueError(
+                f"backbone {name!r} is trained from scratch: it has no published weights (pass weights=<file> to "
+                "start from your own)"
+            )
+        backbone = _compact_cnn(in_channels) if key == "compact_cnn" else _dsh_cnn(in_channels, image_size)
+        if weights is not None:
+            path = Path(weights).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"weights file {path} (given for backbone {name!r}) does not exist")
+            _load_into(backbone, path, name)
+            _record_weights(backbone, path)
+        return backbone
     if key in _TORCHVISION and not key.startswith("timm/"):
         if in_channels != 3:
             raise ValueError(f"backbone {name!r} expects 3-channel input; got in_channels={in_channels}")
-        return _torchvision(key, pretrained)
+        return _torchvision(key, pretrained, weights)
     import timm
 
     if not timm.is_model(name.removeprefix("timm/")):
         raise ValueError(f"unknown backbone {name!r}: use one of {list_backbones()} or a timm model name")
-    return _timm(name, pretrained, in_channels)
+    return _timm(name, pretrained, in_channels, weights)

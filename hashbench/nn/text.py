@@ -11,8 +11,10 @@ Every text encoder maps a batch of texts to a feature vector ``[B, feature_dim]`
 
 CLIP models are built from an ``open_clip`` model name (``"ViT-B-32"``, the DMsH-LN paper's choice) or from an
 explicit config dict (``{"embed_dim": 32, "vision_cfg": {...}, "text_cfg": {...}}``) — the latter builds small
-randomly initialised models for tests without any download. Pretrained weights are read from the local caches only
-(the Hugging Face cache and open_clip's ``~/.cache/clip``); when they are missing, :func:`create_clip_towers` raises
+randomly initialised models for tests without any download. Pretrained weights are read from local files only
+(``$HASHBENCH_WEIGHTS``, the torch hub cache, the Hugging Face cache and open_clip's ``~/.cache/clip``; a file
+recorded in :mod:`hashbench.nn.weights` is checked against its sha256); when they are missing,
+:func:`create_clip_towers` raises
 :class:`~hashbench.nn.backbones.PretrainedWeightsUnavailable` at once, naming the file it looked for. Set
 ``HASHBENCH_ALLOW_DOWNLOAD=1`` to let open_clip download them.
 """
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hashbench.nn import weights as weights_registry
 from hashbench.nn.backbones import Backbone, PretrainedWeightsUnavailable
 
 __all__ = [
@@ -114,7 +117,15 @@ class _CLIPVisual(nn.Module):
 
 
 def _allow_download() -> bool:
-    return os.environ.get("HASHBENCH_ALLOW_DOWNLOAD", "").lower() in {"1", "true", "yes"}
+    return weights_registry.allow_download()
+
+
+def _registry_clip_file(model: str, tag: str) -> Path | None:
+    """The checked local file of a CLIP model/tag recorded in :data:`hashbench.nn.weights.WEIGHTS`, or ``None``."""
+    name = weights_registry.clip_weights_name(model, tag)
+    if name not in weights_registry.WEIGHTS:
+        return None
+    return weights_registry.find_weights(name)
 
 
 def clip_weights_cached(model_name: str, pretrained: str) -> str | None:
@@ -196,12 +207,17 @@ def create_clip_towers(
             tags = open_clip.list_pretrained_tags_by_model(model)
             if pretrained not in tags:
                 raise ValueError(f"open_clip has no pretrained tag {pretrained!r} for {model!r}; known tags: {tags}")
-            if clip_weights_cached(model, pretrained) is None and not _allow_download():
+            local = _registry_clip_file(model, pretrained)
+            if local is not None:
+                pretrained = str(local)
+            elif clip_weights_cached(model, pretrained) is None and not _allow_download():
                 cfg = open_clip.get_pretrained_cfg(model, pretrained)
                 raise PretrainedWeightsUnavailable(
                     f"pretrained CLIP weights {model}/{pretrained} are not in a local cache (looked for Hugging Face "
                     f"hub id {cfg.get('hf_hub', '')!r} in the HF cache and for "
-                    f"~/.cache/clip/{os.path.basename(cfg.get('url', '')) or '<none>'}). On a machine with internet "
+                    f"~/.cache/clip/{os.path.basename(cfg.get('url', '')) or '<none>'} and "
+                    f"${weights_registry.ENV_VAR}/{weights_registry.clip_weights_name(model, pretrained)}.pth). "
+                    "On a machine with internet "
                     f"run `huggingface-cli download {cfg.get('hf_hub', '').rstrip('/')}` and copy the HF cache "
                     "(HF_HOME), or pass pretrained=<path to the weights file>, or set HASHBENCH_ALLOW_DOWNLOAD=1 "
                     "(and unset HF_HUB_OFFLINE), or use clip_pretrained=None for a randomly initialised model."
@@ -211,6 +227,9 @@ def create_clip_towers(
         dim, context = int(cfg["embed_dim"]), int(cfg["text_cfg"].get("context_length", 77))
     visual = clip.visual
     image = Backbone(_CLIPVisual(visual), nn.Identity(), dim, None, True, "clip")
+    if isinstance(pretrained, str) and Path(pretrained).is_file():
+        image.weights_file = pretrained
+        image.weights_sha256 = weights_registry.cached_sha256(pretrained)
     return image, CLIPTextTower(clip, dim, context)
 
 
