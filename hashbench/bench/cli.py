@@ -3,8 +3,14 @@
 The ``hashbench`` console script dispatches ``hashbench table ...`` to :func:`main`; it also runs standalone as
 ``python -m hashbench.bench.cli SPEC ...``.
 
+Before the first cell, a preflight checks everything the cells need (data files and checksums, split files,
+pretrained weights, writable store and output folder, a W&B key for ``--wandb online``) and, if anything is
+missing, lists it all with how to get it and runs nothing. A render never replaces a leaderboard that holds more
+finished cells (``--replace`` forces it).
+
 Examples:
     hashbench table fashion-mnist --profile demo           # the README demo (cached cells are skipped)
+    hashbench table cifar10 --plan                         # the cells, their cache state, a time estimate
     hashbench table cifar10 --seeds 3 --devices 2          # DDP on 2 GPUs per cell
     hashbench table cifar10 --shard $SLURM_ARRAY_TASK_ID/8 # one of 8 machines sharing the results store
     hashbench table cifar10 --render-only                  # leaderboard from the store alone
@@ -15,6 +21,10 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from hashbench.bench.grid import parse_shard
 
@@ -48,6 +58,35 @@ def _positive(text: str) -> int:
     return value
 
 
+def _setting(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"--set takes KEY=VALUE (e.g. max_steps=3 or data.image_size=64), got {text!r}"
+        )
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(f"--set {key}: cannot parse the value {value!r}: {err}") from None
+
+
+def apply_settings(spec: Any, profile: str, settings: list[tuple[str, Any]]) -> None:
+    """Override training settings of ``profile`` in ``spec`` (in place) from ``--set KEY=VALUE`` pairs.
+
+    The overrides become part of the table's profile, so every cell's configuration (and cache key) carries them
+    and the leaderboard header shows them. ``data.<key>`` sets a datamodule argument of the profile.
+    """
+    if not settings:
+        return
+    body = dict(spec.profiles.get(profile) or {"base": profile})
+    for key, value in settings:
+        if key.startswith("data."):
+            body["data"] = {**dict(body.get("data") or {}), key.split(".", 1)[1]: value}
+        else:
+            body[key] = value
+    spec.profiles[profile] = body
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hashbench table",
@@ -67,7 +106,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where the leaderboard files go (default: leaderboards/)")
     p.add_argument("--methods", nargs="+", help="run only these methods of the table")
     p.add_argument("--bits", nargs="+", type=_positive, help="run only these bit lengths of the table")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        type=_setting,
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the profile for this run, e.g. --set max_steps=3 --set data.image_size=64 "
+        "(repeatable; part of every cell's cache key, so such cells never mix with full runs)",
+    )
+    p.add_argument(
+        "--plan", action="store_true", help="print the cells, their cache state and a time estimate; run nothing"
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="let the preflight download public datasets that are missing (CIFAR-10, SVHN, Fashion-MNIST)",
+    )
     p.add_argument("--render-only", action="store_true", help="render from the results store without running")
+    p.add_argument(
+        "--replace", action="store_true", help="overwrite the leaderboard even if it holds more finished cells"
+    )
     p.add_argument("--allow-stale", action="store_true", help="render cells of older code versions (marked †)")
     p.add_argument("--strict-version", action="store_true", help="put the git commit into every cell's cache key")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell (default: go on)")
@@ -109,10 +169,43 @@ def main(argv: list[str] | None = None) -> int:
         removed = store.clear_locks()
         print(f"removed {len(removed)} lock(s) from {store.cells_dir}")
         return 0
+    from hashbench.bench.grid import expand_grid, shard_cells
+    from hashbench.bench.preflight import format_problems, plan, preflight
+    from hashbench.bench.render import LeaderboardKept, leaderboards_dir
+
+    profile = args.profile or spec.profile
+    apply_settings(spec, profile, args.settings)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is not registered in hashbench.*")
+            cells, missing = expand_grid(spec, profile, args.seeds, args.methods, args.bits, strict=args.strict_version)
+        if shard[1] > 1:
+            cells = shard_cells(cells, *shard)
+    except (ValueError, KeyError) as err:
+        print(f"hashbench table: error: {err}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out) if args.out else leaderboards_dir()
+    if args.plan:
+        seeds = args.seeds if args.seeds is not None else spec.seeds
+        print(f"table {spec.name}: profile {profile}, seeds {seeds}, store {store.root}")
+        for line in plan(cells, store):
+            print(line)
+        report = preflight(cells, store, out_dir, args.wandb, download=False)
+        if report.problems:
+            print(format_problems(spec.name, report).replace("no cell was run", "a run would stop before cell 1"))
+        return 0
     status = 0
     if not args.render_only:
+        for name in missing:
+            print(f"warning: method {name!r} is not registered in hashbench: skipped, rendered as 'not implemented'")
+        report = preflight(cells, store, out_dir, args.wandb, download=args.download)
+        if report.problems:
+            print(format_problems(spec.name, report), file=sys.stderr)
+            return 2
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         options = RunOptions(
-            profile=args.profile,
+            profile=profile,
             seeds=args.seeds,
             methods=args.methods,
             bits=args.bits,
@@ -126,12 +219,6 @@ def main(argv: list[str] | None = None) -> int:
             keep_going=not args.fail_fast,
         )
         try:
-            from hashbench.bench.spec import resolve_methods
-
-            for name in resolve_methods(spec)[1]:
-                print(
-                    f"warning: method {name!r} is not registered in hashbench: skipped, rendered as 'not implemented'"
-                )
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*is not registered in hashbench.*")
                 summary = run_table(spec, options)
@@ -143,19 +230,26 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(summary.locked)} locked by other shards"
         )
         if summary.failed:
-            print(f"failed cells (errors in {store.cells_dir}/<key>.error.json): {', '.join(summary.failed)}")
+            print(
+                f"failed cells (errors in {store.cells_dir}/<key>.error.json): {', '.join(summary.failed)}",
+                file=sys.stderr,
+            )
             status = 1
     try:
         paths = render_table(
             spec,
             store,
-            out_dir=args.out,
-            profile=args.profile,
+            out_dir=out_dir,
+            profile=profile,
             seeds=args.seeds,
             allow_stale=args.allow_stale,
             strict=args.strict_version,
             figure=not args.no_figure,
+            replace=args.replace,
         )
+    except LeaderboardKept as kept:
+        print(f"warning: {kept}", file=sys.stderr)
+        return status
     except ValueError as err:
         print(f"hashbench table: error: {err}", file=sys.stderr)
         return 2

@@ -28,7 +28,28 @@ from hashbench.bench.grid import Cell, expand_grid
 from hashbench.bench.spec import TableSpec, resolve_methods
 from hashbench.bench.store import ResultStore
 
-__all__ = ["Row", "collect_rows", "render_table", "leaderboards_dir", "metric_definition"]
+__all__ = [
+    "LeaderboardKept",
+    "Row",
+    "collect_rows",
+    "finished_cells",
+    "render_table",
+    "leaderboards_dir",
+    "metric_definition",
+]
+
+
+class LeaderboardKept(RuntimeError):
+    """An existing leaderboard has more finished cells than the one a render would write: it is kept."""
+
+
+def finished_cells(csv_path: Path) -> int:
+    """Finished (reproduced) cells in a rendered leaderboard CSV: the sum of its ``n_seeds`` (0 when absent)."""
+    try:
+        with open(csv_path, newline="") as handle:
+            return sum(int(row.get("n_seeds") or 0) for row in csv.DictReader(handle))
+    except (OSError, ValueError):
+        return 0
 
 
 def leaderboards_dir() -> Path:
@@ -257,8 +278,13 @@ def render_table(
     allow_stale: bool = False,
     strict: bool = False,
     figure: bool = True,
+    replace: bool = False,
 ) -> dict[str, Path]:
-    """Write ``<out_dir>/<spec.name>.md``, ``.csv`` and (with ``figure``) ``.png``; return their paths."""
+    """Write ``<out_dir>/<spec.name>.md``, ``.csv`` and (with ``figure``) ``.png``; return their paths.
+
+    A leaderboard is never replaced by one with fewer finished cells (a run whose cells failed, or a partial run
+    of another profile): then nothing is written and :class:`LeaderboardKept` says why, unless ``replace``.
+    """
     out = Path(out_dir) if out_dir is not None else leaderboards_dir()
     out.mkdir(parents=True, exist_ok=True)
     profile = profile or spec.profile
@@ -267,6 +293,12 @@ def render_table(
     records = [r for row in rows for e in row.entries.values() for r in e.records]
     has_reported = bool(spec.reported)
     paths = {"md": out / f"{spec.name}.md", "csv": out / f"{spec.name}.csv"}
+    finished, before = len(records), finished_cells(paths["csv"])
+    if not replace and before > finished:
+        raise LeaderboardKept(
+            f"kept {paths['md']} and its CSV/PNG: they hold {before} finished cell(s), this render would hold "
+            f"{finished} (failed or not yet run cells). Run the missing cells, or pass --replace to overwrite."
+        )
     link = functools.partial(_link, store_root=store.root, out_dir=out)
     _atomic_write_text(paths["md"], _markdown(spec, rows, cells, records, profile, seeds, has_reported, link))
     _atomic_write_text(paths["csv"], _csv(spec, rows, profile, link))

@@ -20,7 +20,15 @@ import torch
 
 from hashbench.registry import get_method
 
-__all__ = ["PROFILES", "CellResult", "run_cell", "instantiate_datamodule", "per_device_batch_size", "resolve_method"]
+__all__ = [
+    "PROFILES",
+    "CellResult",
+    "run_cell",
+    "executed_recipe",
+    "instantiate_datamodule",
+    "per_device_batch_size",
+    "resolve_method",
+]
 
 #: Training profiles shared by every method so results are comparable. ``quick`` is the short CPU schedule of
 #: the offline leaderboards; ``paper`` takes each method's ``paper_training`` recipe.
@@ -49,6 +57,10 @@ class CellResult:
     wall_time_s: float
     train_time_s: float
     extra: dict[str, Any] = field(default_factory=dict)
+    #: what actually executed: optimiser and learning rates per group, scheduler, batch size and sampler,
+    #: transform and input shape, backbone and the pretrained weights file (with its sha256); see
+    #: :func:`executed_recipe`.
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 def run_cell(
@@ -94,6 +106,7 @@ def run_cell(
     else:
         raise ValueError(f"unknown profile {profile!r}; built-in profiles: {', '.join(PROFILES)} (or pass a mapping)")
     max_epochs = int(prof.pop("max_epochs", 10))
+    max_steps = prof.pop("max_steps", None)
     batch_size = per_device_batch_size(int(prof.pop("batch_size", 128)), (trainer_kwargs or {}).get("devices"))
     data_opts = {k: prof.pop(k) for k in ("train_limit", "eval_limit") if k in prof}
     # A paper recipe may hold datamodule options per protocol, e.g. DFEH's SVHN class-aware sampler.
@@ -133,6 +146,7 @@ def run_cell(
         "default_root_dir": str(root_dir),
         "num_sanity_val_steps": 0,
         "deterministic": "warn",
+        **({"max_steps": int(max_steps)} if max_steps is not None else {}),
         **(trainer_kwargs or {}),
     }
     trainer = L.Trainer(**tkw)
@@ -144,6 +158,7 @@ def run_cell(
     if ckpt is not None and ckpt.best_model_path:
         ckpt_path = ckpt.best_model_path
         best_epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["epoch"])
+    recipe = executed_recipe(model, trainer, datamodule)
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     wall = time.perf_counter() - t0
     metrics = {k: float(v) for k, v in model.test_report.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
@@ -160,7 +175,42 @@ def run_cell(
         wall,
         train_time,
         extra,
+        recipe,
     )
+
+
+def executed_recipe(model: Any, trainer: Any, datamodule: Any) -> dict[str, Any]:
+    """What a fit actually ran, read back from the live objects (not from the settings asked for).
+
+    Returns optimiser class and per-group learning rates, scheduler class, optimiser steps taken, epochs, training
+    batch size (or the class-aware sampler's images per class), transform and input shape, backbone name and the
+    pretrained weights file with its sha256. The table runner stores it with every cell, and the paper-profile
+    rehearsal compares it with each method's ``paper_training``.
+    """
+    recipe: dict[str, Any] = {}
+    optimizers = getattr(trainer, "optimizers", None) or []
+    if optimizers:
+        opt = optimizers[0]
+        recipe["optimizer"] = type(opt).__name__
+        recipe["param_groups"] = {
+            str(g.get("name", i)): {"lr": g.get("initial_lr", g["lr"]), "weight_decay": g.get("weight_decay")}
+            for i, g in enumerate(opt.param_groups)
+        }
+        recipe["momentum"] = opt.param_groups[0].get("momentum")
+    configs = getattr(trainer, "lr_scheduler_configs", None) or []
+    recipe["scheduler"] = type(configs[0].scheduler).__name__ if configs else None
+    recipe["steps"] = int(trainer.global_step)
+    recipe["epochs"] = int(trainer.current_epoch)
+    recipe["batch_size"] = getattr(datamodule, "batch_size", None)
+    recipe["class_aware_sampler"] = getattr(datamodule, "class_aware_sampler", None)
+    recipe["transform"] = getattr(datamodule, "transform_name", None)
+    shape = getattr(datamodule, "image_shape", None)
+    recipe["image_shape"] = list(shape) if shape is not None else None
+    backbone = getattr(model, "backbone", None)
+    recipe["backbone"] = getattr(backbone, "name", None)
+    recipe["weights_file"] = getattr(backbone, "weights_file", None)
+    recipe["weights_sha256"] = getattr(backbone, "weights_sha256", None)
+    return recipe
 
 
 def per_device_batch_size(batch_size: int, devices: Any) -> int:

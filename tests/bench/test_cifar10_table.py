@@ -12,6 +12,7 @@ import yaml
 
 from hashbench.bench.cli import main
 from hashbench.bench.spec import tables_dir
+from tests.conftest import accept_generated_checksums
 
 PER_CLASS = 620  # the cifar10 protocol draws 100 queries + 500 training images per class
 
@@ -40,6 +41,7 @@ def test_cifar10_spec_end_to_end(
     if not hasattr(data, "CIFAR10DataModule"):
         pytest.skip("needs the CIFAR-10 datamodule")
     _write_fake_cifar(tmp_path / "data")
+    accept_generated_checksums(monkeypatch, tmp_path / "data")  # the preflight checks the batches' md5
     monkeypatch.setenv("HASHBENCH_DATA", str(tmp_path / "data"))
     spec = yaml.safe_load((tables_dir() / "cifar10.yaml").read_text())
     spec["data"] = {**(spec.get("data") or {}), "download": False}  # never reach the network from a test

@@ -109,7 +109,12 @@ def test_render_only_cli_and_stale_cells(tmp_path: Path, capsys: pytest.CaptureF
     for path in store.cells_dir.glob("*.json"):
         if not path.name.endswith(".error.json"):
             path.rename(path.with_name(path.name.split("-")[0] + "-000000000000.json"))
+    # A render with fewer finished cells keeps the existing leaderboard; --replace overwrites it.
+    before = (lb / "fake.md").read_text()
     assert main(argv) == 0
+    assert (lb / "fake.md").read_text() == before
+    assert "kept" in capsys.readouterr().err
+    assert main([*argv, "--replace"]) == 0
     assert "0.6200" not in (lb / "fake.md").read_text()
     assert main([*argv, "--allow-stale"]) == 0
     assert "0.6200 ± 0.0283 (†)" in (lb / "fake.md").read_text()
