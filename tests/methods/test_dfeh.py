@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
+from hashbench.methods.base import HashingMethod
 from hashbench.methods.dfeh import DFEH, FeatureEnhancement, dfeh_loss
 from hashbench.testing import SyntheticHashingDataModule
 
@@ -110,3 +113,22 @@ def test_tanh_relaxation_and_bad_arguments() -> None:
 
 def test_paper_training_records_svhn_sampler() -> None:
     assert DFEH.paper_training["data_kwargs"]["svhn"]["class_aware_sampler"] == 20
+    assert set(DFEH.paper_training["data_kwargs"]) == {"svhn"}  # no other protocol gets datamodule options
+
+
+def test_paper_training_is_a_valid_recipe_without_a_network() -> None:
+    recipe = dict(DFEH.paper_training)
+    assert "backbone" not in recipe and "pretrained" not in recipe  # the table specs set the network
+    # popped by the runner before the method is built
+    assert recipe.pop("max_epochs") == 100 and recipe.pop("batch_size") == 128
+    recipe.pop("data_kwargs")
+    assert set(recipe) <= set(inspect.signature(HashingMethod.__init__).parameters)
+    model = DFEH(n_bits=12, **recipe)
+    model.configure_data(num_classes=4, num_train=32, image_shape=(1, 28, 28))
+    conf = model.configure_optimizers()
+    opt = conf["optimizer"]
+    assert isinstance(opt, torch.optim.SGD)
+    assert {group["name"]: group["lr"] for group in opt.param_groups} == {"head": 1e-3, "backbone": 1e-4}
+    head = {id(p) for group in opt.param_groups if group["name"] == "head" for p in group["params"]}
+    assert all(id(p) in head for p in model.enhance.parameters())  # the enhancement layer trains at the head lr
+    assert isinstance(conf["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.StepLR)
