@@ -15,6 +15,12 @@ is ``<config hash>-<code hash>``:
 The git commit (and whether the tree was dirty) is recorded in every cell as provenance but is not part of the
 key, since most commits do not touch the code above; pass ``strict=True`` (CLI ``--strict-version``) to add it
 to the key, e.g. for the final run of a release.
+
+A cell of a *variant* row (``variants:`` of the spec: one registered method with other constructor arguments)
+has ``Cell.method`` = the row name, ``config["method"]`` = the base method's registered name (what
+:func:`hashbench.bench.run.run_cell` is called with), ``config["variant"]`` = the row name, the merged
+constructor arguments in ``config["method_kwargs"]`` and the base method's code hash. Cells of plain method rows
+have no ``variant`` key, so their configurations (and cache keys) are the same as before variants existed.
 """
 
 from __future__ import annotations
@@ -184,7 +190,7 @@ def expand_grid(
         spec: the table.
         profile: training profile (default: the spec's).
         seeds: seeds to run (default: the spec's).
-        methods: restrict to these methods (names as in the spec or the registry).
+        methods: restrict to these methods or variant rows (names as in the spec or the registry).
         bits: restrict to these bit lengths.
         strict: put the git commit into the code hash (see the module docstring).
 
@@ -224,12 +230,16 @@ def expand_grid(
         )
     cells = []
     for method in registered:
-        cls = resolve_method(method)
-        prof = resolve_profile(spec, profile, cls)
+        variant = spec.variant_for(method)
+        base = variant.method if variant is not None else method
+        cls = resolve_method(base)
+        prof = resolve_profile(spec, profile, cls, method)
         # A profile may carry data settings (e.g. the ImageNet transform a pretrained backbone needs) and a
         # backbone; both override the table's defaults.
         data_kwargs = {**spec.data, **dict(prof.pop("data", None) or {})}
-        mkw = spec.method_kwargs_for(method)
+        mkw = spec.method_kwargs_for(base)
+        if variant is not None:
+            mkw.update(variant.kwargs)
         backbone = prof.pop("backbone", spec.backbone)
         if backbone is not None:
             mkw.setdefault("backbone", backbone)
@@ -237,7 +247,7 @@ def expand_grid(
         for n_bits in use_bits:
             for seed in seeds:
                 config = {
-                    "method": method,
+                    "method": base,
                     "method_kwargs": mkw,
                     "protocol": spec.protocol,
                     "data_kwargs": data_kwargs,
@@ -247,6 +257,8 @@ def expand_grid(
                     "seed": seed,
                     "backbone": mkw.get("backbone"),
                 }
+                if variant is not None:
+                    config["variant"] = method
                 cells.append(Cell(spec.name, method, n_bits, seed, profile, config, code))
     return cells, missing
 

@@ -18,9 +18,17 @@ Schema (keys not listed here are an error, so a typo never silently drops a sett
     profile: quick                 # default training profile
     profiles:                      # optional table-specific profiles or overrides: {name: {base: quick, ...}}
       demo: {base: quick, max_epochs: 3}
+      paper:
+        base: paper                # the built-in profile the settings start from (here: each method's recipe)
+        data: {transform: imagenet}          # datamodule arguments of this profile (override ``data``)
+        per_method:                # optional settings for single rows (a method or variant name) in this profile
+          DCMH: {backbone: alexnet, pretrained: true}
     bits: [12, 24, 36, 48]
-    methods: [LSH, SH, ITQ, DPSH, DSH, DFEH]   # registry names, or "all" (every registered single-modal method)
-    method_kwargs: {DPSH: {eta: 10}}           # optional per-method overrides
+    methods: [LSH, SH, ITQ, DPSH, DSH, DFEH]   # registry names, variant names, or "all" (every registered
+                                               # single-modal method; no variants)
+    method_kwargs: {DPSH: {eta: 10}}           # optional per-method constructor overrides (every profile)
+    variants:                      # optional rows that run one registered method with other constructor arguments
+      DFEH-w0.1: {method: DFEH, kwargs: {alpha: 0.1, beta: 0.1}}
     seeds: [0, 1, 2]               # a list, or a count N meaning 0..N-1
     metric: mAP@all                # key of the cell metrics shown in the table
     reported:                      # the paper's numbers; methods absent from ``methods`` become reported-only rows
@@ -28,6 +36,17 @@ Schema (keys not listed here are an error, so a typo never silently drops a sett
       methods:
         LSH: {12: 0.1319, 24: 0.1367}
     notes: free text shown under the table
+
+Variants: a variant row runs its base ``method`` with the base method's ``method_kwargs`` updated by the
+variant's ``kwargs`` (constructor arguments, checked against the method's signature). Its cells carry the row
+name as ``Cell.method`` and ``config["variant"]``, the base method's registered name as ``config["method"]`` and
+the base method's code hash. A variant name must be listed in ``methods``, must not be a registered method's name
+and is looked up like one (case-insensitive, ``-``/``_``/spaces ignored); ``--methods`` and ``reported`` use it.
+
+Precedence of a cell's settings (later wins): the profile's ``base`` → the table profile's settings → its
+``per_method`` entry for the base method → its entry for the row (a variant's name); ``data`` entries of
+``per_method`` update the profile's ``data`` instead of replacing it. Constructor arguments from ``method_kwargs``
+and ``variants`` win over every profile setting, a table's ``backbone`` loses to a profile's.
 
 Example:
     >>> spec = load_spec("cifar10")  # doctest: +SKIP
@@ -37,6 +56,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +67,7 @@ import yaml
 
 __all__ = [
     "TableSpec",
+    "Variant",
     "SpecError",
     "load_spec",
     "parse_spec",
@@ -72,6 +93,7 @@ _KEYS = {
     "bits",
     "methods",
     "method_kwargs",
+    "variants",
     "seeds",
     "metric",
     "reported",
@@ -80,10 +102,28 @@ _KEYS = {
 _REQUIRED = ("title", "protocol", "bits", "methods", "metric")
 # Headline metric keys the evaluator reports; cross-modal cells add " I→T" / " T→I" per direction.
 _METRIC = re.compile(r"^(mAP@(all|\d+)|P@H<=\d+|P@\d+|R@\d+)( (I→T|T→I))?$")
+_VARIANT_KEYS = ("method", "kwargs")
+#: keys of ``profiles.<name>.per_method.<row>`` that are not training settings of their own
+_PER_METHOD_RESERVED = ("base", "per_method")
 
 
 class SpecError(ValueError):
     """A table spec is malformed; the message names the file, the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A table row that runs a registered method with other constructor arguments (``variants:`` of a spec).
+
+    Attributes:
+        name: the row name (what ``methods``, ``reported``, ``--methods`` and the leaderboard use).
+        method: the base method: its registered (canonical) name, or the import path of an out-of-tree class.
+        kwargs: constructor arguments applied on top of the base method's ``method_kwargs``.
+    """
+
+    name: str
+    method: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,6 +144,7 @@ class TableSpec:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     method_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
+    variants: dict[str, Variant] = field(default_factory=dict)
     reported: dict[str, dict[int, float]] = field(default_factory=dict)
     reported_source: str = ""
     notes: str = ""
@@ -119,12 +160,22 @@ class TableSpec:
         return {}
 
     def reported_for(self, method: str) -> dict[int, float]:
+        """The reported numbers of one row ({bits: value}), looked up with the registry's name normalisation."""
         from hashbench.registry import normalize_name
 
         for key, value in self.reported.items():
             if normalize_name(key) == normalize_name(method):
                 return value
         return {}
+
+    def variant_for(self, name: str) -> Variant | None:
+        """The variant row called ``name`` (registry name normalisation), or ``None`` for a plain method."""
+        from hashbench.registry import normalize_name
+
+        for key, variant in self.variants.items():
+            if normalize_name(key) == normalize_name(name):
+                return variant
+        return None
 
 
 def tables_dir() -> Path:
@@ -176,6 +227,137 @@ def _int_list(where: str, key: str, value: Any, *, minimum: int) -> list[int]:
     if len(set(out)) != len(out):
         raise _fail(where, f"{key!r} has duplicates: {value!r}")
     return out
+
+
+def _canonical_method(name: str) -> tuple[str, type]:
+    """(registered canonical name or import path, class) of a method name; KeyError when neither resolves."""
+    from hashbench.bench.run import resolve_method
+    from hashbench.registry import get_method
+
+    try:
+        cls = get_method(name)
+        return cls.method_name, cls
+    except KeyError:
+        return name, resolve_method(name)  # an out-of-tree class: keyed by its import path
+
+
+def _constructor_arguments(cls: type) -> set[str] | None:
+    """Keyword arguments ``cls(...)`` accepts, following ``**kwargs`` up the MRO; ``None`` = cannot tell (any)."""
+    names: set[str] = set()
+    for klass in inspect.getmro(cls):
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        try:
+            params = list(inspect.signature(init).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        names.update(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            names.discard("self")
+            return names
+    return None
+
+
+def _parse_variants(where: str, value: Any, methods: list[str] | str) -> dict[str, Variant]:
+    """Validate ``variants:`` ({row name: {method, kwargs}}) against the registry and the ``methods`` list."""
+    if value is None:
+        return {}
+    form = "{row name: {method: <registered method>, kwargs: {argument: value}}}"
+    if not isinstance(value, Mapping):
+        raise _fail(where, f"'variants' must be a mapping {form}, got {value!r}")
+    if not value:
+        return {}
+    if methods == ALL_METHODS:
+        raise _fail(where, "'variants' need an explicit 'methods' list naming them ('methods: all' has no variants)")
+    from hashbench.registry import list_methods, normalize_name
+
+    registered = {normalize_name(m): m for m in list_methods()}
+    names = {normalize_name(str(n)): str(n) for n in value}
+    variants: dict[str, Variant] = {}
+    seen: dict[str, str] = {}
+    for name, body in value.items():
+        if not isinstance(name, str) or not name.strip():
+            raise _fail(where, f"variant names must be non-empty strings, got {name!r}")
+        label = f"variants.{name}"
+        norm = normalize_name(name)
+        if norm in registered:
+            raise _fail(
+                where,
+                f"{label}: the name clashes with the registered method {registered[norm]!r}; give the row a name of "
+                f"its own, e.g. '{name}-<setting>'",
+            )
+        if norm in seen:
+            raise _fail(
+                where,
+                f"{label}: the same row name as variants.{seen[norm]} (names compare case-insensitively, ignoring "
+                "'-', '_' and spaces)",
+            )
+        seen[norm] = name
+        if not isinstance(body, Mapping):
+            raise _fail(where, f"{label} must be a mapping {{method: ..., kwargs: {{...}}}}, got {body!r}")
+        extra = sorted(set(body) - set(_VARIANT_KEYS), key=str)
+        if extra:
+            raise _fail(where, f"{label}: unknown key(s) {extra}; allowed: {', '.join(_VARIANT_KEYS)}")
+        base = body.get("method")
+        if not isinstance(base, str) or not base:
+            raise _fail(where, f"{label}.method must be the name of a registered method, got {base!r}")
+        if normalize_name(base) in names:
+            raise _fail(where, f"{label}.method {base!r} is a variant; a variant builds on a registered method")
+        try:
+            canonical, cls = _canonical_method(base)
+        except KeyError:
+            raise _fail(
+                where,
+                f"{label}.method {base!r} is not a registered method (nor an importable class path); registered "
+                f"methods: {', '.join(list_methods())}",
+            ) from None
+        kwargs = body.get("kwargs", {})
+        if not isinstance(kwargs, Mapping):
+            raise _fail(where, f"{label}.kwargs must be a mapping of constructor arguments, got {kwargs!r}")
+        bad = [k for k in kwargs if not isinstance(k, str)]
+        if bad:
+            raise _fail(where, f"{label}.kwargs: argument names must be strings, got {bad!r}")
+        if "n_bits" in kwargs:
+            raise _fail(where, f"{label}.kwargs: 'n_bits' comes from the table's 'bits', not from a variant")
+        accepted = _constructor_arguments(cls)
+        unknown = sorted(set(kwargs) - accepted) if accepted is not None else []
+        if unknown:
+            raise _fail(
+                where,
+                f"{label}.kwargs: {canonical} takes no argument(s) {unknown}; its arguments: "
+                f"{', '.join(sorted(accepted - {'n_bits'}))}",
+            )
+        variants[name] = Variant(name=name, method=canonical, kwargs=dict(kwargs))
+    listed = {normalize_name(m) for m in methods}
+    unused = [n for n in variants if normalize_name(n) not in listed]
+    if unused:
+        raise _fail(where, f"variant(s) {unused} are defined but not listed in 'methods' {list(methods)}")
+    return variants
+
+
+def _check_per_method(
+    where: str, pname: str, per_method: Any, methods: list[str] | str, variants: dict[str, Variant]
+) -> None:
+    """Validate ``profiles.<pname>.per_method``: {method or variant name of this table: {setting: value}}."""
+    from hashbench.registry import normalize_name
+
+    label = f"profiles.{pname}.per_method"
+    if not isinstance(per_method, Mapping):
+        raise _fail(where, f"{label} must map method (or variant) names to mappings of settings, got {per_method!r}")
+    rows = None
+    if methods != ALL_METHODS:
+        rows = {normalize_name(m) for m in methods} | {normalize_name(v.method) for v in variants.values()}
+    for mname, mbody in per_method.items():
+        if not isinstance(mbody, Mapping):
+            raise _fail(where, f"{label}.{mname} must be a mapping of settings, got {mbody!r}")
+        if rows is not None and normalize_name(str(mname)) not in rows:
+            raise _fail(where, f"{label}.{mname}: not a method or variant of this table (methods: {list(methods)})")
+        reserved = sorted(k for k in mbody if k in _PER_METHOD_RESERVED)
+        if reserved:
+            raise _fail(where, f"{label}.{mname}: {reserved} can only be set for the whole profile")
+        if "data" in mbody and not isinstance(mbody["data"], Mapping):
+            raise _fail(where, f"{label}.{mname}.data must be a mapping of datamodule arguments, got {mbody['data']!r}")
 
 
 def parse_spec(raw: Any, name: str = "table", path: Path | None = None) -> TableSpec:
@@ -230,14 +412,26 @@ def parse_spec(raw: Any, name: str = "table", path: Path | None = None) -> Table
 
     source = {str(k): str(v) for k, v in mapping("source").items()}
     data = mapping("data")
+    variants = _parse_variants(where, raw.get("variants"), methods)
     profiles = mapping("profiles")
     for pname, pbody in profiles.items():
         if not isinstance(pbody, Mapping):
             raise _fail(where, f"profiles.{pname} must be a mapping of training settings, got {pbody!r}")
+        if "per_method" in pbody:
+            _check_per_method(where, str(pname), pbody["per_method"], methods, variants)
     method_kwargs = mapping("method_kwargs")
     for mname, mbody in method_kwargs.items():
         if not isinstance(mbody, Mapping):
             raise _fail(where, f"method_kwargs.{mname} must be a mapping of constructor arguments, got {mbody!r}")
+    if variants:
+        from hashbench.registry import normalize_name
+
+        for mname in method_kwargs:
+            if normalize_name(str(mname)) in {normalize_name(v) for v in variants}:
+                raise _fail(
+                    where,
+                    f"method_kwargs.{mname}: {mname!r} is a variant; put its arguments under variants.{mname}.kwargs",
+                )
 
     datamodule = raw.get("datamodule")
     if datamodule is not None and (not isinstance(datamodule, Mapping) or "class_path" not in datamodule):
@@ -294,6 +488,7 @@ def parse_spec(raw: Any, name: str = "table", path: Path | None = None) -> Table
         profiles={k: dict(v) for k, v in profiles.items()},
         method_kwargs={k: dict(v) for k, v in method_kwargs.items()},
         seeds=seeds,
+        variants=variants,
         reported=reported,
         reported_source=reported_source,
         notes=str(notes).strip(),
@@ -305,39 +500,51 @@ def resolve_methods(spec: TableSpec) -> tuple[list[str], list[str]]:
     """Split the spec's method list into (registered canonical names, names hashbench does not implement).
 
     ``all`` resolves from the registry at call time: every method whose ``supervision`` is not ``cross-modal``.
-    A name with a dot that is not registered is tried as the import path of an out-of-tree method class.
+    A name with a dot that is not registered is tried as the import path of an out-of-tree method class. A variant
+    row counts as registered under its row name (as spelled in ``variants``), since its base method is.
     """
-    from hashbench.bench.run import resolve_method
-    from hashbench.registry import get_method, list_methods
+    from hashbench.registry import get_method, list_methods, normalize_name
 
     if spec.methods == ALL_METHODS:
         return [m for m in list_methods() if getattr(get_method(m), "supervision", "") != "cross-modal"], []
-    found, missing = [], []
+    found: list[str] = []
+    missing: list[str] = []
     for name in spec.methods:
-        try:
-            canonical = get_method(name).method_name
-        except KeyError:
+        variant = spec.variant_for(name)
+        if variant is not None:
+            canonical = variant.name
+        else:
             try:
-                resolve_method(name)  # an out-of-tree class: keyed by its import path
-                canonical = name
+                canonical, _ = _canonical_method(name)
             except KeyError:
                 missing.append(name)
                 continue
-        if canonical not in found:
+        if normalize_name(canonical) not in {normalize_name(f) for f in found}:
             found.append(canonical)
     return found, missing
 
 
-def resolve_profile(spec: TableSpec, profile: str, method_cls: type | None = None) -> dict[str, Any]:
+def resolve_profile(
+    spec: TableSpec, profile: str, method_cls: type | None = None, method: str | None = None
+) -> dict[str, Any]:
     """The full training settings of ``profile`` for one method: what goes into the cell's cache key.
 
-    Order: a table profile's ``base`` (or the built-in profile of the same name) → the table's overrides.
-    The built-in ``paper`` profile is the method's own ``paper_training`` recipe.
+    Order: a table profile's ``base`` (or the built-in profile of the same name) → the table's overrides → the
+    profile's ``per_method`` entry for ``method_cls`` → its entry for ``method`` (a variant's row name); a
+    ``per_method`` ``data`` mapping updates the profile's ``data``. The built-in ``paper`` profile is the method's
+    own ``paper_training`` recipe.
+
+    Args:
+        spec: the table.
+        profile: profile name (built-in or defined by the table).
+        method_cls: the method class (its ``paper_training``; its name selects a ``per_method`` entry).
+        method: the table row, when it is not the class's registered name (a variant).
 
     Raises:
         SpecError: unknown profile name.
     """
     from hashbench.bench.run import PROFILES
+    from hashbench.registry import normalize_name
 
     def builtin(name: str) -> dict[str, Any]:
         if name == "paper":
@@ -349,8 +556,34 @@ def resolve_profile(spec: TableSpec, profile: str, method_cls: type | None = Non
 
     if profile in spec.profiles:
         body = dict(spec.profiles[profile])
+        per_method = body.pop("per_method", None) or {}
         base = body.pop("base", profile if profile in PROFILES else None)
         settings = builtin(base) if base else {}
         settings.update(body)
+        for row in _rows_of(method_cls, method):
+            for key, override in per_method.items():
+                if normalize_name(str(key)) == normalize_name(row):
+                    _apply_override(settings, override)
         return settings
     return builtin(profile)
+
+
+def _rows_of(method_cls: type | None, method: str | None) -> list[str]:
+    """The names a ``per_method`` entry may use for one cell: the base method's, then the row's."""
+    from hashbench.registry import normalize_name
+
+    rows = []
+    if method_cls is not None:
+        path = f"{method_cls.__module__}.{method_cls.__qualname__}"  # an out-of-tree class is named by its path
+        rows.append(str(getattr(method_cls, "method_name", None) or path))
+    if method is not None and all(normalize_name(method) != normalize_name(r) for r in rows):
+        rows.append(method)
+    return rows
+
+
+def _apply_override(settings: dict[str, Any], override: Mapping[str, Any]) -> None:
+    for key, value in override.items():
+        if key == "data" and isinstance(settings.get("data"), Mapping):
+            settings["data"] = {**settings["data"], **value}
+        else:
+            settings[key] = dict(value) if isinstance(value, Mapping) else value

@@ -95,3 +95,130 @@ def test_method_hash_covers_the_files_its_class_hierarchy_comes_from() -> None:
     assert names("DCMH") == ["_crossmodal.py", "dcmh.py"]
     assert names("SSDH") == ["ssdh.py", "udmsh.py"]
     assert "_shallow.py" in names("ITQ")
+
+
+# ----------------------------------------------------------------------------------------------------- variants
+VARIANTS = {
+    "title": "ablation",
+    "protocol": "fashion-mnist",
+    "bits": [12, 48],
+    "methods": ["DFEH", "DFEH-w0.1"],
+    "metric": "mAP@all",
+    "seeds": [0],
+    "backbone": "compact_cnn",
+    "method_kwargs": {"DFEH": {"margin": 10.0, "alpha": 0.5}},
+    "variants": {"DFEH-w0.1": {"method": "DFEH", "kwargs": {"alpha": 0.1, "beta": 0.1}}},
+}
+
+
+def test_plain_cells_keep_their_configuration_exactly() -> None:
+    """Cached cells are keyed by the config hash: a spec without variants must expand as before variants existed."""
+    from hashbench.bench.grid import config_hash
+    from hashbench.bench.run import PROFILES
+
+    cells, _ = _cells()
+    literal = {
+        "method": "DPSH",
+        "method_kwargs": {"backbone": "compact_cnn"},
+        "protocol": "fashion-mnist",
+        "data_kwargs": {},
+        "datamodule": None,
+        "profile": dict(PROFILES["quick"]),
+        "n_bits": 12,
+        "seed": 0,
+        "backbone": "compact_cnn",
+    }
+    assert cells[0].config == literal
+    assert cells[0].config_hash == config_hash(literal)
+    # Defining a variant (of another method) and listing it changes nothing for the plain rows.
+    raw = {**RAW, "methods": [*RAW["methods"], "DSH-a1"], "variants": {"DSH-a1": {"method": "DSH", "kwargs": {}}}}
+    with pytest.warns(UserWarning, match="NotAMethod"):
+        with_variants, _ = expand_grid(parse_spec(raw, name="g"))
+    dpsh = [c for c in with_variants if c.method == "DPSH"]
+    assert [c.key for c in dpsh] == [c.key for c in cells]
+    assert [c.config for c in dpsh] == [c.config for c in cells]
+
+
+def test_variant_cells_run_the_base_method_with_merged_kwargs() -> None:
+    cells, missing = expand_grid(parse_spec(VARIANTS, name="v"))
+    assert missing == []
+    assert [(c.method, c.n_bits) for c in cells] == [("DFEH", 12), ("DFEH", 48), ("DFEH-w0.1", 12), ("DFEH-w0.1", 48)]
+    plain, variant = cells[0], cells[2]
+    assert "variant" not in plain.config
+    assert plain.config["method_kwargs"] == {"margin": 10.0, "alpha": 0.5, "backbone": "compact_cnn"}
+    # The runner calls run_cell(config["method"], method_kwargs=config["method_kwargs"], ...).
+    assert variant.config["method"] == "DFEH" and variant.config["variant"] == "DFEH-w0.1"
+    assert variant.config["method_kwargs"] == {"margin": 10.0, "alpha": 0.1, "beta": 0.1, "backbone": "compact_cnn"}
+    assert variant.config["backbone"] == "compact_cnn" and variant.profile == "quick"
+    # Same code as the base method (its source file), different configuration.
+    assert variant.code == plain.code and variant.code_hash == plain.code_hash
+    assert variant.config_hash != plain.config_hash
+    assert variant.label() == "DFEH-w0.1 12 bits seed 0"
+
+
+def test_variant_kwargs_win_over_profile_settings_and_backbones() -> None:
+    raw = {
+        **VARIANTS,
+        "variants": {"DFEH-w0.1": {"method": "DFEH", "kwargs": {"alpha": 0.1, "backbone": "dsh_cnn"}}},
+        "profiles": {"paper": {"base": "paper", "backbone": "alexnet", "alpha": 0.7}},
+    }
+    cells, _ = expand_grid(parse_spec(raw, name="v"), profile="paper", bits=[12])
+    plain, variant = cells
+    assert plain.config["backbone"] == "alexnet" and variant.config["backbone"] == "dsh_cnn"
+    assert variant.config["method_kwargs"]["alpha"] == 0.1  # run_cell applies method_kwargs after the profile
+    assert variant.config["profile"]["alpha"] == 0.7 and "backbone" not in variant.config["profile"]
+
+
+def test_methods_filter_accepts_variant_names() -> None:
+    spec = parse_spec(VARIANTS, name="v")
+    cells, _ = expand_grid(spec, methods=["dfeh_w0.1"])
+    assert {c.method for c in cells} == {"DFEH-w0.1"}
+    cells, _ = expand_grid(spec, methods=["DFEH"])
+    assert {c.method for c in cells} == {"DFEH"}
+    with pytest.raises(ValueError, match="DFEH-w0.1"):  # the message lists the table's rows, variants included
+        expand_grid(spec, methods=["DFEH-w9"])
+
+
+def test_per_method_profile_entries_reach_the_cells() -> None:
+    raw = {
+        **VARIANTS,
+        "data": {"image_size": 28},
+        "profiles": {
+            "paper": {
+                "base": "paper",
+                "data": {"transform": "imagenet"},
+                "per_method": {"DFEH": {"backbone": "alexnet", "pretrained": True}, "DFEH-w0.1": {"data": {"x": 1}}},
+            }
+        },
+    }
+    cells, _ = expand_grid(parse_spec(raw, name="v"), profile="paper", bits=[12])
+    plain, variant = cells
+    assert plain.config["backbone"] == variant.config["backbone"] == "alexnet"
+    assert plain.config["profile"]["pretrained"] is True and "per_method" not in plain.config["profile"]
+    assert plain.config["data_kwargs"] == {"image_size": 28, "transform": "imagenet"}
+    assert variant.config["data_kwargs"] == {"image_size": 28, "transform": "imagenet", "x": 1}
+
+
+def test_variant_rows_render_one_row_each(tmp_path) -> None:
+    from hashbench.bench.render import collect_rows
+    from hashbench.bench.runner import RunOptions, run_table
+    from hashbench.bench.store import ResultStore
+
+    raw = {**VARIANTS, "bits": [48], "reported": {"methods": {"DFEH-w0.1": {48: 0.25}, "KSH": {48: 0.1}}}}
+    spec = parse_spec(raw, name="v")
+    seen = []
+
+    def executor(cell, options, root):
+        seen.append((cell.method, cell.config["method"], cell.config["method_kwargs"].get("alpha")))
+        value = 0.3 if cell.method == "DFEH-w0.1" else 0.6
+        return {"result": {"metrics": {"mAP@all": value}, "best_epoch": 1, "train_time_s": 0.1}, "wandb": None}
+
+    run_table(spec, RunOptions(results=tmp_path, wandb="disabled"), executor=executor, log=lambda _: None)
+    assert sorted(seen) == [("DFEH", "DFEH", 0.5), ("DFEH-w0.1", "DFEH", 0.1)]
+    rows, _ = collect_rows(spec, ResultStore(tmp_path))
+    table = {r.method: (r.status, r.entries[48].reported, r.entries[48].values) for r in rows}
+    assert table == {
+        "DFEH-w0.1": ("reproduced", 0.25, [0.3]),
+        "KSH": ("reported only", 0.1, []),
+        "DFEH": ("reproduced", None, [0.6]),
+    }
