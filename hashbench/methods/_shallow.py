@@ -39,6 +39,11 @@ __all__ = ["ShallowHashingMethod", "pca"]
 FEATURE_KINDS = ("pixels", "backbone")
 
 
+#: Largest feature dimension :func:`pca` accepts: its D x D float64 covariance is 2 GiB at 16,384 (64 px RGB pixels
+#: are 12,288-dim; 224 px pixels, 150,528-dim, would need 169 GiB).
+MAX_PCA_DIM = 16384
+
+
 def pca(x: Tensor, n_components: int) -> tuple[Tensor, Tensor, Tensor]:
     """Principal directions of ``x`` [N, D] in float64.
 
@@ -47,6 +52,14 @@ def pca(x: Tensor, n_components: int) -> tuple[Tensor, Tensor, Tensor]:
         first, each with its largest-magnitude entry made positive so the result does not depend on the
         eigensolver's sign choice) and their variances [n_components].
     """
+    dim = x.shape[1]
+    if dim > MAX_PCA_DIM:
+        raise ValueError(
+            f"PCA over {dim}-dim feature vectors would build a {dim} x {dim} float64 covariance "
+            f"({dim * dim * 8 / 2**30:.0f} GiB; the limit is {MAX_PCA_DIM} dims). Pixel features of 224 px images are "
+            "this large: fit on native-size images (data transform 'native') or on the backbone's feature vectors "
+            "(features='backbone')."
+        )
     x = x.double()
     mean = x.mean(0)
     xc = x - mean

@@ -166,3 +166,10 @@ def test_run_cell_on_synthetic_data(name: str, tmp_path) -> None:
     result = run_cell(name, n_bits=16, profile="quick", datamodule=dm, root_dir=tmp_path)
     assert result.best_epoch == 0
     assert result.metrics["mAP@all"] > 0.5  # class templates + noise: far above the 0.25 of chance
+
+
+def test_pca_refuses_a_covariance_that_cannot_fit() -> None:
+    from hashbench.methods._shallow import MAX_PCA_DIM, pca
+
+    with pytest.raises(ValueError, match="native"):
+        pca(torch.zeros(3, MAX_PCA_DIM + 1), 4)
