@@ -213,9 +213,10 @@ def _check_recipe(record: dict, files: dict[str, Path]) -> None:
     assert recipe["scheduler"] == SCHEDULERS[paper.get("scheduler", "none")], label
     data = record["config"]["data_kwargs"]
     assert recipe["transform"] == data.get("transform", recipe["transform"]), label
-    sampler = data.get("class_aware_sampler", paper.get("data_kwargs", {}).get(record["config"]["protocol"], {}).get(
-        "class_aware_sampler", 0
-    ))
+    sampler = data.get(
+        "class_aware_sampler",
+        paper.get("data_kwargs", {}).get(record["config"]["protocol"], {}).get("class_aware_sampler", 0),
+    )
     assert recipe["class_aware_sampler"] == sampler, label
     mkw = {**record["config"]["profile"], **record["config"]["method_kwargs"]}
     wanted = [n.name for n in cls.weights_needed(mkw) if n.required and n.name in files]
