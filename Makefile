@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format bench demo clean fashion-mnist tables
+.PHONY: help install test test-all lint format bench demo clean fashion-mnist tables gpu-check
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | sort | \
@@ -40,6 +40,9 @@ format: install ## Apply ruff's formatter and autofixes
 SPEED_BENCHMARKS := eval_speed data_speed train_step dhih_scaling udmsh_memory
 bench: install ## Run the speed/memory benchmarks and print their tables (result tables: make table-<name>)
 	@for b in $(SPEED_BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
+
+gpu-check: install ## On a CUDA machine (offline, < 8 min): paper-cell step time fp32/bf16, 2-GPU DDP cell, 10k x 1M GPU eval
+	$(BIN)/python benchmarks/gpu_check.py $(ARGS)
 
 FMNIST_DEB := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 fashion-mnist: ## Put Fashion-MNIST on disk: Debian's dataset-fashion-mnist when root (else torchvision downloads it)
