@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from hashbench.data.protocols import Protocol
+from hashbench.nn.weights import file_sha256
 
 PACKAGE_SPLIT_DIR = Path(__file__).resolve().parent / "splits"
 CHECKSUMS_FILE = "checksums.json"
@@ -73,11 +74,7 @@ def sha256_bytes(data: bytes) -> str:
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def labels_digest(labels: np.ndarray) -> str:

@@ -32,7 +32,14 @@ from hashbench.nn.heads import HashHead
 from hashbench.nn.losses import sign_with_zero_positive
 from hashbench.nn.weights import WeightsNeed
 
-__all__ = ["DEEPHASH_PYTORCH_TRAINING", "Paper", "HashingMethod", "MemoryBank", "SUPERVISION_KINDS"]
+__all__ = [
+    "DEEPHASH_PYTORCH_TRAINING",
+    "FINETUNE_TRAINING",
+    "Paper",
+    "HashingMethod",
+    "MemoryBank",
+    "SUPERVISION_KINDS",
+]
 
 SUPERVISION_KINDS = ("pointwise", "pairwise", "triplet", "listwise", "unsupervised", "cross-modal", "shallow")
 
@@ -47,6 +54,20 @@ DEEPHASH_PYTORCH_TRAINING: dict[str, Any] = {
     "weight_decay": 1e-5,
     "batch_size": 64,
     "max_epochs": 150,
+}
+
+#: hashbench's own recipe for fine-tuning an ImageNet-pretrained network, for methods whose paper gives no
+#: optimiser settings (DHIH, DFEH): SGD with momentum 0.9, weight decay 5e-4, lr x0.1 every 40 epochs, 100 epochs,
+#: batch 128. A method adds its ``lr`` and ``backbone_lr`` (a tenth of it for the pretrained layers).
+FINETUNE_TRAINING: dict[str, Any] = {
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "scheduler": "step",
+    "lr_step": 40,
+    "lr_gamma": 0.1,
+    "max_epochs": 100,
+    "batch_size": 128,
 }
 
 

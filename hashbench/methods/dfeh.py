@@ -44,7 +44,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from hashbench.methods.base import HashingMethod, Paper
+from hashbench.methods.base import FINETUNE_TRAINING, HashingMethod, Paper
 from hashbench.nn.losses import contrastive_pair_loss
 from hashbench.registry import register_method
 
@@ -127,16 +127,9 @@ class DFEH(HashingMethod):
     # option, so it is keyed by protocol under ``data_kwargs``. Everything else is hashbench's choice for an
     # ImageNet-pretrained AlexNet (the paper's optimiser settings were not reachable, see the module docstring).
     paper_training = {
-        "optimizer": "sgd",  # hashbench's choice
+        **FINETUNE_TRAINING,  # hashbench's choice (batch ignored on SVHN, where the class-aware sampler sets it)
         "lr": 1e-3,  # enhancement + hash layers; hashbench's choice
         "backbone_lr": 1e-4,  # lr/10 for the pretrained layers; hashbench's choice
-        "momentum": 0.9,  # hashbench's choice
-        "weight_decay": 5e-4,  # hashbench's choice
-        "scheduler": "step",  # hashbench's choice
-        "lr_step": 40,  # hashbench's choice
-        "lr_gamma": 0.1,  # hashbench's choice
-        "max_epochs": 100,  # hashbench's choice
-        "batch_size": 128,  # hashbench's choice (ignored on SVHN, where the class-aware sampler sets the batch)
         "data_kwargs": {"svhn": {"class_aware_sampler": 20}},  # the paper's SVHN sampling (abstract/spec)
     }
 

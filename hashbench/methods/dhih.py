@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hashbench.methods.base import HashingMethod, Paper
+from hashbench.methods.base import FINETUNE_TRAINING, HashingMethod, Paper
 from hashbench.registry import register_method
 
 __all__ = ["dhih_loss", "lsoftmax_psi", "DHIH"]
@@ -163,16 +163,9 @@ class DHIH(HashingMethod):
     # Every value is hashbench's choice for an ImageNet-pretrained AlexNet: the paper's recipe is not reachable to
     # us (see the module docstring). The backbone itself comes from the table specs' paper profile.
     paper_training: dict[str, Any] = {
-        "optimizer": "sgd",  # hashbench's choice
+        **FINETUNE_TRAINING,  # hashbench's choice
         "lr": 0.01,  # hash layer and classifier W; hashbench's choice
         "backbone_lr": 0.001,  # lr/10 for the pretrained layers; hashbench's choice
-        "momentum": 0.9,  # hashbench's choice
-        "weight_decay": 5e-4,  # hashbench's choice
-        "scheduler": "step",  # hashbench's choice
-        "lr_step": 40,  # hashbench's choice
-        "lr_gamma": 0.1,  # hashbench's choice
-        "max_epochs": 100,  # hashbench's choice
-        "batch_size": 128,  # hashbench's choice
     }
 
     def __init__(
