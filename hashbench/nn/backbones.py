@@ -177,14 +177,15 @@ def _torchvision(name: str, pretrained: bool, weights: str | None = None) -> Bac
     import torchvision.models as tvm
 
     builder_name, _ = _TORCHVISION[name]
+    # Find (or refuse) the weights before building the network: a refused build must not have drawn the random
+    # initialisation, which would shift the RNG stream of everything after it (UDMSH's 'auto' features fall back
+    # to pixels when VGG-16's weights are missing, and the run must then be the one it always was).
+    path, state = _registry_weights(name, weights) if (pretrained or weights is not None) else (None, None)
     model = getattr(tvm, builder_name)(weights=None)
-    path = None
-    if pretrained or weights is not None:
-        path, state = _registry_weights(name, weights)
-        if state is not None:
-            model.load_state_dict(state)
-        else:
-            _load_into(model, path, name)
+    if state is not None:
+        model.load_state_dict(state)
+    elif path is not None:
+        _load_into(model, path, name)
     if name in ("alexnet", "vgg11", "vgg16"):
         # The hash layer replaces the last classifier layer (fc8), as in DPSH / DeepHash-pytorch.
         head = nn.Sequential(model.avgpool, nn.Flatten(), *list(model.classifier.children())[:-1])

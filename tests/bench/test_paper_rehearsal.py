@@ -178,10 +178,12 @@ def paper_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     write_dcmh_mat(data)
     image_root = write_clip_protocol(data)
     accept_generated_checksums(monkeypatch, data)
-    # The cross-modal protocols draw thousands of queries; the tiny pools get small random splits.
+    # The cross-modal protocols draw thousands of queries, cifar10-2 6,000 images per class; the tiny pools get
+    # small splits drawn by the same rules.
     table = dict(protocols.PROTOCOLS)
     for name in ("mirflickr25k-dcmh", "nuswide21-clip"):
         table[name] = dataclasses.replace(table[name], num_query=8, num_train=20)
+    table["cifar10-2"] = dataclasses.replace(table["cifar10-2"], query_per_class=100, train_per_class=500)
     monkeypatch.setattr(protocols, "PROTOCOLS", table)
 
     def save(names: set[str]) -> dict[str, Path]:

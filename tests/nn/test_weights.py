@@ -169,3 +169,13 @@ def test_clip_tag_resolves_to_checked_weights_folder_file(weights_dir, monkeypat
     )
     image, _ = create_clip_towers("ViT-B-32", pretrained="openai")
     assert seen["pretrained"] == str(path) and image.weights_file == str(path)
+
+
+def test_refused_pretrained_build_leaves_the_rng_alone(weights_dir) -> None:
+    # UDMSH's 'auto' features fall back to pixels when VGG-16 is missing; the refused build must not have drawn a
+    # random initialisation, or every later draw of the run (and its numbers) would shift.
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    with pytest.raises(PretrainedWeightsUnavailable):
+        create_backbone("alexnet", pretrained=True)
+    assert torch.equal(torch.random.get_rng_state(), before)
