@@ -114,8 +114,8 @@ def _check_weights(need: Any, method: str) -> tuple[Problem | None, str]:
                 return None, f"weights {need.name}: {path}"
             if W.allow_download():
                 return None, f"weights {need.name}: not on disk, will be downloaded (HASHBENCH_ALLOW_DOWNLOAD=1)"
-            what, _, how = W.missing_message(need.name).partition(". Looked in:")
-            return Problem(f"{what} (needed by {why})", "looked in:" + how), ""
+            what, how = W.missing_parts(need.name)
+            return Problem(f"{what} (needed by {why})", how), ""
         if need.explicit is not None:
             if Path(need.explicit).expanduser().is_file():
                 return None, f"weights for {need.name}: {need.explicit}"

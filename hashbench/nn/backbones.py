@@ -128,10 +128,6 @@ def _dsh_cnn(in_channels: int, image_size: int) -> Backbone:
     return Backbone(body, head, 500, 64, False, "dsh_cnn")
 
 
-def _allow_download() -> bool:
-    return _weights.allow_download()
-
-
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """A state dict from a ``.pth``/``.pt``/``.bin`` (torch.save) or ``.safetensors`` file.
 
@@ -166,7 +162,7 @@ def _registry_weights(name: str, explicit: str | None) -> tuple[Path | None, dic
     path = _weights.find_weights(name, explicit)
     if path is not None:
         return path, None
-    if not _allow_download():
+    if not _weights.allow_download():
         raise PretrainedWeightsUnavailable(_weights.missing_message(name))
     source = _weights.get_source(name)
     state = torch.hub.load_state_dict_from_url(source.url, map_location="cpu", check_hash=True)
@@ -249,7 +245,7 @@ def timm_weights_present(name: str, weights: str | None = None) -> Path | None:
 
     model_name = name.removeprefix("timm/")
     local = _timm_local_file(model_name, weights)
-    if local is not None or _allow_download():
+    if local is not None or _weights.allow_download():
         return local
     cfg = timm.models.get_pretrained_cfg(model_name)
     hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None

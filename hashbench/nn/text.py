@@ -116,10 +116,6 @@ class _CLIPVisual(nn.Module):
         return self.visual(x)
 
 
-def _allow_download() -> bool:
-    return weights_registry.allow_download()
-
-
 def _registry_clip_file(model: str, tag: str) -> Path | None:
     """The checked local file of a CLIP model/tag recorded in :data:`hashbench.nn.weights.WEIGHTS`, or ``None``."""
     name = weights_registry.clip_weights_name(model, tag)
@@ -210,7 +206,7 @@ def create_clip_towers(
             local = _registry_clip_file(model, pretrained)
             if local is not None:
                 pretrained = str(local)
-            elif clip_weights_cached(model, pretrained) is None and not _allow_download():
+            elif clip_weights_cached(model, pretrained) is None and not weights_registry.allow_download():
                 cfg = open_clip.get_pretrained_cfg(model, pretrained)
                 raise PretrainedWeightsUnavailable(
                     f"pretrained CLIP weights {model}/{pretrained} are not in a local cache (looked for Hugging Face "

@@ -43,6 +43,7 @@ __all__ = [
     "find_weights",
     "get_source",
     "missing_message",
+    "missing_parts",
     "verify_file",
 ]
 
@@ -229,16 +230,24 @@ def find_weights(name: str, explicit: str | os.PathLike[str] | None = None, veri
     return None
 
 
-def missing_message(name: str) -> str:
-    """What to do when the weights of ``name`` are not on disk: where they were looked for and how to get them."""
+def missing_parts(name: str) -> tuple[str, str]:
+    """(headline, details) of :func:`missing_message`, for callers that list several problems."""
     source = get_source(name)
     looked = "\n".join(f"    - {p}" for p in candidate_paths(name))
     target = Path(os.environ[ENV_VAR]).expanduser() / source.filename if os.environ.get(ENV_VAR) else None
     where = target or hub_checkpoint_dir() / source.filename
-    return (
-        f"pretrained weights {name!r} ({source.description}) not found. Looked in:\n{looked}\n"
+    headline = f"pretrained weights {name!r} ({source.description}) not found"
+    details = (
+        f"Looked in:\n{looked}\n"
         f"  Get {source.url} (sha256 {source.sha256}{'' if source.full_digest else '...'}) on a machine with internet "
         f"and put it at {where} (or anywhere, with ${ENV_VAR} pointing at its folder); "
         f"`hashbench weights prepare {name} --from FILE` checks and places a copied file, "
         f"`hashbench weights prepare {name} --download` (or HASHBENCH_ALLOW_DOWNLOAD=1) fetches it."
     )
+    return headline, details
+
+
+def missing_message(name: str) -> str:
+    """What to do when the weights of ``name`` are not on disk: where they were looked for and how to get them."""
+    headline, details = missing_parts(name)
+    return f"{headline}. {details}"
