@@ -12,7 +12,7 @@ import yaml
 
 from hashbench.bench.cli import main
 from hashbench.bench.spec import tables_dir
-from tests.conftest import accept_generated_checksums
+from tests.fake_data import accept_generated_checksums
 
 PER_CLASS = 620  # the cifar10 protocol draws 100 queries + 500 training images per class
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,14 @@ from hashbench.bench.run import resolve_method
 from hashbench.bench.spec import list_specs, load_spec
 from hashbench.bench.store import ResultStore
 from hashbench.nn import weights as W
-from tests.conftest import accept_generated_checksums
+from tests.fake_data import (
+    accept_generated_checksums,
+    write_cifar10,
+    write_clip_protocol,
+    write_dcmh_v73,
+    write_list_dataset,
+    write_svhn,
+)
 
 STEPS, BATCH, TRAIN, EVAL = 2, 8, 16, 24
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
@@ -41,92 +47,15 @@ CI_SUBSET = {"cifar10": None, "svhn": ["DFEH"], "mirflickr25k-dcmh": ["DCMH"]}
 
 
 # ----------------------------------------------------------------------------------------------- tiny data
-def _images(rng: np.random.Generator, n: int, side: int) -> np.ndarray:
-    return rng.integers(0, 256, (n, 3, side, side), dtype=np.uint8)
-
-
-def write_cifar10(root: Path, per_class: int = 610) -> None:
-    """CIFAR-10 python batches; the cifar10* protocols draw 100 queries + 500 training images per class."""
-    rng = np.random.default_rng(0)
-    labels = rng.permutation(np.repeat(np.arange(10), per_class))
-    data = _images(rng, labels.size, 32).reshape(labels.size, -1)
-    out = root / "cifar10" / "cifar-10-batches-py"
-    out.mkdir(parents=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name, idx in zip(names, np.array_split(np.arange(labels.size), len(names)), strict=True):
-        (out / name).write_bytes(pickle.dumps({b"data": data[idx], b"labels": labels[idx].tolist()}, protocol=2))
-    (out / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"c%d" % i for i in range(10)]}, protocol=2))
-
-
-def write_svhn(root: Path) -> None:
-    """SVHN train_32x32.mat / test_32x32.mat (X [32, 32, 3, N], y [N, 1], 10 for digit 0), unbalanced classes."""
-    from scipy.io import savemat
-
-    out = root / "svhn"
-    out.mkdir(parents=True)
-    for seed, (name, count) in enumerate((("train_32x32.mat", 420), ("test_32x32.mat", 200))):
-        rng = np.random.default_rng(seed)
-        digits = rng.permutation(np.repeat(np.arange(10), [count + d for d in range(10)]))
-        images = _images(rng, digits.size, 32)
-        savemat(out / name, {"X": images.transpose(2, 3, 1, 0), "y": np.where(digits == 0, 10, digits).reshape(-1, 1)})
-
-
-def write_nuswide_lists(root: Path, sizes: tuple[int, int, int] = (40, 12, 60)) -> None:
-    """nuswide21 list files (``path l1 .. l21``) in DeepHash-pytorch format plus the JPEGs they list."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    out = root / "nuswide21"
-    (out / "images").mkdir(parents=True)
-    counter = 0
-    for list_name, size in zip(("train.txt", "test.txt", "database.txt"), sizes, strict=True):
-        lines = []
-        for _ in range(size):
-            labels = (rng.random(21) < 0.15).astype(int)
-            labels[rng.integers(21)] = 1
-            Image.fromarray(rng.integers(0, 256, (36, 48, 3), dtype=np.uint8)).save(out / f"images/{counter}.jpg")
-            lines.append(f"images/{counter}.jpg " + " ".join(map(str, labels)))
-            counter += 1
-        (out / list_name).write_text("\n".join(lines) + "\n")
-
-
 def write_dcmh_mat(root: Path, n: int = 40, text_dim: int = 1386) -> None:
-    """DCMH's FLICKR-25K.mat as MATLAB v7.3 (HDF5) shows it to h5py: images (N, 3, W, H), YAll, LAll transposed."""
-    import h5py
-
+    """DCMH's FLICKR-25K.mat (MATLAB v7.3) with the protocol's 1,386-dim bag-of-words text and 24 labels."""
     rng = np.random.default_rng(0)
-    out = root / "mirflickr25k-dcmh"
-    out.mkdir(parents=True)
     labels = (rng.random((n, 24)) < 0.3).astype(np.float64)
     labels[np.arange(n), rng.integers(24, size=n)] = 1
-    path = out / "FLICKR-25K.mat"
-    with h5py.File(path, "w", userblock_size=512) as handle:
-        handle["images"] = _images(rng, n, 32).transpose(0, 1, 3, 2)
-        handle["YAll"] = (rng.random((n, text_dim)) < 0.02).astype(np.float64).T
-        handle["LAll"] = labels.T
-    with open(path, "r+b") as handle:
-        handle.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 .")
-
-
-def write_clip_protocol(root: Path, name: str = "nuswide21-clip", n: int = 40, classes: int = 21) -> Path:
-    """DCHMT-style index.mat (image paths), caption.mat, label.mat plus the images; returns the image folder."""
-    from PIL import Image
-    from scipy.io import savemat
-
-    rng = np.random.default_rng(1)
-    out, images = root / name, root / name / "images"
-    images.mkdir(parents=True)
-    paths, captions = [], []
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(images / f"{i}.jpg")
-        paths.append(f"/home/creator/nuswide/{i}.jpg")
-        captions.append(" ".join(f"tag{j}" for j in rng.integers(0, 50, size=1 + i % 4)))
-    labels = (rng.random((n, classes)) < 0.3).astype(np.uint8)
-    labels[np.arange(n), rng.integers(classes, size=n)] = 1
-    savemat(out / "index.mat", {"index": paths})
-    savemat(out / "caption.mat", {"caption": captions})
-    savemat(out / "label.mat", {"category": labels})
-    return images
+    texts = (rng.random((n, text_dim)) < 0.02).astype(np.float64)
+    images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    (root / "mirflickr25k-dcmh").mkdir(parents=True)
+    write_dcmh_v73(root / "mirflickr25k-dcmh" / "FLICKR-25K.mat", images, texts, labels)
 
 
 # ----------------------------------------------------------------------------------------------- weights
@@ -172,11 +101,12 @@ def paper_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv(W.ENV_VAR, str(weights))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("HASHBENCH_ALLOW_DOWNLOAD", raising=False)
-    write_cifar10(data)
-    write_svhn(data)
-    write_nuswide_lists(data)
+    write_cifar10(data, per_class_train=510, per_class_test=100)  # cifar10*: 100 queries + 500 training per class
+    write_svhn(data, per_class=(420, 200))
+    write_list_dataset(data, "nuswide21", classes=21, sizes=(40, 12, 60))
     write_dcmh_mat(data)
-    image_root = write_clip_protocol(data)
+    image_root = tmp_path / "clip-images"
+    write_clip_protocol(data / "nuswide21-clip", image_root, classes=21)
     accept_generated_checksums(monkeypatch, data)
     # The cross-modal protocols draw thousands of queries, cifar10-2 6,000 images per class; the tiny pools get
     # small splits drawn by the same rules.

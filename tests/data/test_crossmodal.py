@@ -14,6 +14,7 @@ import hashbench.data.protocols as protocols
 from hashbench.data import CrossModalBatch, CrossModalClipDataModule, CrossModalMatDataModule, DatasetNotFoundError
 from hashbench.data.datasets import ArrayImageSource
 from hashbench.data.splits import draw_random_split
+from tests.fake_data import write_clip_protocol, write_dcmh_v73
 
 N, SIDE, TEXT_DIM = 40, 24, 30
 
@@ -33,16 +34,6 @@ def _pairs(classes=24, seed=0):
     labels = (rng.random((N, classes)) < 0.3).astype(np.float64)
     labels[np.arange(N), rng.integers(classes, size=N)] = 1
     return images, texts, labels
-
-
-def write_dcmh_v73(path, images, texts, labels):
-    """What MATLAB's `save -v7.3` of images (H x W x 3 x N), YAll (N x D), LAll (N x C) looks like to h5py."""
-    with h5py.File(path, "w", userblock_size=512) as handle:
-        handle["images"] = images.transpose(0, 1, 3, 2)  # (N, 3, W, H)
-        handle["YAll"] = texts.T
-        handle["LAll"] = labels.T
-    with open(path, "r+b") as handle:
-        handle.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 .")
 
 
 def test_dcmh_v73_single_file(isolated_root, small_protocols):
@@ -121,30 +112,9 @@ def test_dcmh_errors(isolated_root, small_protocols):
         CrossModalMatDataModule().setup()
 
 
-def _write_clip(directory, image_dir, with_txt=False):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    image_dir.mkdir(parents=True)
-    paths, captions = [], []
-    for i in range(N):
-        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(image_dir / f"im{i}.jpg")
-        paths.append(f"/home/creator/datasets/mirflickr/im{i}.jpg")  # DCHMT keeps its creator's absolute paths
-        captions.append(" ".join(f"tag{j}" for j in rng.integers(0, 50, size=1 + i % 4)))
-    labels = (rng.random((N, 24)) < 0.3).astype(np.uint8)
-    directory.mkdir(parents=True, exist_ok=True)
-    savemat(directory / "index.mat", {"index": paths})
-    if with_txt:
-        (directory / "caption.txt").write_text("\n".join(captions) + "\n")
-    else:
-        savemat(directory / "caption.mat", {"caption": captions})
-    savemat(directory / "label.mat", {"category": labels})
-    return captions, labels
-
-
 def test_clip_format(isolated_root, small_protocols, tmp_path):
     directory = isolated_root / "mirflickr25k-clip"
-    captions, labels = _write_clip(directory, tmp_path / "imgs")
+    captions, labels = write_clip_protocol(directory, tmp_path / "imgs")
     dm = CrossModalClipDataModule(image_root=str(tmp_path / "imgs"), eval_batch_size=4, batch_size=4)
     dm.prepare_data()
     dm.setup()
@@ -158,7 +128,7 @@ def test_clip_format(isolated_root, small_protocols, tmp_path):
 
 def test_clip_tokenizer_and_txt_captions(isolated_root, small_protocols, tmp_path):
     directory = isolated_root / "mirflickr25k-clip"
-    _write_clip(directory, tmp_path / "imgs", with_txt=True)
+    write_clip_protocol(directory, tmp_path / "imgs", with_txt=True)
     dm = CrossModalClipDataModule(
         image_root=str(tmp_path / "imgs"), caption_file="caption.txt", tokenizer="clip", eval_batch_size=4
     )
@@ -171,7 +141,7 @@ def test_clip_errors(isolated_root, small_protocols, tmp_path):
     directory = isolated_root / "mirflickr25k-clip"
     with pytest.raises(DatasetNotFoundError, match="index.mat"):
         CrossModalClipDataModule().prepare_data()
-    _write_clip(directory, tmp_path / "imgs")
+    write_clip_protocol(directory, tmp_path / "imgs")
     dm = CrossModalClipDataModule()  # no image_root: the creator's absolute paths do not exist here
     dm.setup()
     with pytest.raises(FileNotFoundError, match="/home/creator/datasets/mirflickr/im"):
