@@ -35,13 +35,8 @@ __all__ = [
     "timm_weights_present",
 ]
 
-_TORCHVISION = {
-    "alexnet": ("alexnet", "AlexNet_Weights"),
-    "vgg11": ("vgg11", "VGG11_Weights"),
-    "vgg16": ("vgg16", "VGG16_Weights"),
-    "resnet18": ("resnet18", "ResNet18_Weights"),
-    "resnet50": ("resnet50", "ResNet50_Weights"),
-}
+#: torchvision builders (their pretrained files are recorded in :data:`hashbench.nn.weights.WEIGHTS`)
+_TORCHVISION = ("alexnet", "vgg11", "vgg16", "resnet18", "resnet50")
 _SMALL = ("compact_cnn", "dsh_cnn")
 
 
@@ -172,12 +167,11 @@ def _registry_weights(name: str, explicit: str | None) -> tuple[Path | None, dic
 def _torchvision(name: str, pretrained: bool, weights: str | None = None) -> Backbone:
     import torchvision.models as tvm
 
-    builder_name, _ = _TORCHVISION[name]
     # Find (or refuse) the weights before building the network: a refused build must not have drawn the random
     # initialisation, which would shift the RNG stream of everything after it (UDMSH's 'auto' features fall back
     # to pixels when VGG-16's weights are missing, and the run must then be the one it always was).
     path, state = _registry_weights(name, weights) if (pretrained or weights is not None) else (None, None)
-    model = getattr(tvm, builder_name)(weights=None)
+    model = getattr(tvm, name)(weights=None)
     if state is not None:
         model.load_state_dict(state)
     elif path is not None:
@@ -222,10 +216,7 @@ class _TimmHead(nn.Module):
 
 def _timm_local_file(model_name: str, explicit: str | None) -> Path | None:
     if explicit is not None:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file {path} (given for timm model {model_name!r}) does not exist")
-        return path
+        return _weights.explicit_file(explicit, f"timm model {model_name!r}")
     folder = os.environ.get(_weights.ENV_VAR)
     if folder:
         for suffix in (".safetensors", ".pth", ".bin"):
@@ -317,9 +308,7 @@ def create_backbone(
             )
         backbone = _compact_cnn(in_channels) if key == "compact_cnn" else _dsh_cnn(in_channels, image_size)
         if weights is not None:
-            path = Path(weights).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"weights file {path} (given for backbone {name!r}) does not exist")
+            path = _weights.explicit_file(weights, f"backbone {name!r}")
             _load_into(backbone, path, name)
             _record_weights(backbone, path)
         return backbone

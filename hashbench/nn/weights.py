@@ -39,6 +39,7 @@ __all__ = [
     "cached_sha256",
     "candidate_paths",
     "clip_weights_name",
+    "explicit_file",
     "file_sha256",
     "find_weights",
     "get_source",
@@ -206,6 +207,18 @@ def verify_file(name: str, path: str | os.PathLike[str]) -> str:
     return digest
 
 
+def explicit_file(path: str | os.PathLike[str], owner: str) -> Path:
+    """A weights file the user named, which must exist (``owner`` says what it was given for, in the error).
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"weights file {file} (given for {owner}) does not exist")
+    return file
+
+
 def find_weights(name: str, explicit: str | os.PathLike[str] | None = None, verify: bool = True) -> Path | None:
     """Path of the local weights file of ``name`` (checked, see the module docstring), or ``None``.
 
@@ -218,10 +231,7 @@ def find_weights(name: str, explicit: str | os.PathLike[str] | None = None, veri
         FileNotFoundError: ``explicit`` does not exist.
     """
     if explicit is not None:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file {path} (given for {name!r}) does not exist")
-        return path
+        return explicit_file(explicit, repr(name))
     for path in candidate_paths(name):
         if path.is_file():
             if verify:
