@@ -1,8 +1,10 @@
 """Helpers for tests and examples: a tiny synthetic datamodule that needs no files.
 
 Images are class templates plus noise, so a hashing network can learn them in a few steps; labels are one-hot
-(or multi-hot with ``multi_label=True``). It follows the datamodule contract of ``hashbench.data``: training
-batches are :class:`~hashbench.data.batch.HashBatch` ``(image, labels, index)`` and validation/test return
+(or multi-hot with ``multi_label=True``). It follows the datamodule contract of ``hashbench.data`` (the
+datamodule contract tests check it): ``facts`` gives the :class:`~hashbench.data.facts.DataFacts` a method reads,
+training batches are :class:`~hashbench.data.batch.HashBatch` ``(image, labels, index)`` with ``index`` in
+``[0, num_train)``, ``train_eval_dataloader`` yields the training set in order, and validation/test return
 ``[query_loader, database_loader]``.
 """
 
@@ -16,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hashbench.data.batch import HashBatch
+from hashbench.data.facts import DataFacts
 
 __all__ = ["SyntheticHashingDataModule", "quiet_trainer", "synthetic_images"]
 
@@ -72,6 +75,21 @@ class SyntheticHashingDataModule(L.LightningDataModule):
             for i, (name, n) in enumerate(sizes.items())
         }
         self.splits["val_database"] = self.splits["train"]
+
+    @property
+    def facts(self) -> DataFacts:
+        """What a method learns from this data."""
+        return DataFacts(
+            num_classes=self.num_classes,
+            num_train=self.num_train,
+            image_shape=self.image_shape,
+            multi_label=self.multi_label,
+            map_k=None,
+            protocol="synthetic",
+        )
+
+    def prepare_data(self) -> None:
+        """Nothing to download: the data is generated in the constructor."""
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.splits["train"], batch_size=self.batch_size, shuffle=True, drop_last=True)

@@ -1,9 +1,13 @@
 """The base datamodule: protocol bookkeeping, validation carve-out, subsampling and the loaders.
 
-A subclass reads one *family* of on-disk formats. It implements :meth:`HashingDataModule._prepare` (download or
+A subclass reads one *family* of on-disk formats. It sets ``family`` and ``default_protocol``, is decorated with
+:func:`hashbench.data.registry.register_datamodule`, and implements :meth:`HashingDataModule._prepare` (download or
 check the files) and :meth:`HashingDataModule._load_pool` (read the pooled dataset and return a :class:`Pool`),
-and, when the split is not drawn from labels, :meth:`HashingDataModule._load_split`. Everything else (the
-validation split, limits, samplers, loaders, attributes) lives here once.
+and, when the split is not drawn from labels, :meth:`HashingDataModule._load_split`; :meth:`verify_data` checks
+checksums and :meth:`make_example` writes a tiny copy in the family's format for the contract tests. Everything
+else (the constructor, the validation split, limits, samplers, loaders, the :class:`~hashbench.data.facts.DataFacts`
+a method reads) lives here once: a subclass needs no ``__init__`` unless it has options of its own, and then takes
+them before ``**kwargs`` and passes the rest on.
 
 Validation: ``val_fraction`` of the protocol's *training* split (per class for single-label data, seeded by
 ``seed``) becomes the validation queries and is excluded from training; the validation database is the
@@ -25,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from hashbench.data.datasets import collate
+from hashbench.data.facts import DataFacts
 from hashbench.data.protocols import Protocol, get_protocol, list_protocols
 from hashbench.data.samplers import ClassAwareBatchSampler
 from hashbench.data.splits import Split, resolve_split
@@ -98,7 +103,8 @@ class HashingDataModule(LightningDataModule):
     """Base class of every hashbench datamodule (see the module docstring for the split semantics).
 
     Args:
-        protocol: protocol name (see ``hashbench data list``).
+        protocol: protocol name (see ``hashbench data list``; ``None`` = the family's ``default_protocol``), or a
+            :class:`~hashbench.data.protocols.Protocol` row of this family (e.g. a smaller variant for tests).
         root: data root; ``None`` reads ``$HASHBENCH_DATA``, then family-specific fallbacks.
         batch_size: training batch size (ignored when ``class_aware_sampler`` > 0).
         eval_batch_size: batch size of query / database / train-eval loaders.
@@ -115,12 +121,14 @@ class HashingDataModule(LightningDataModule):
     """
 
     family: ClassVar[str] = ""
+    #: The protocol built when none is named.
+    default_protocol: ClassVar[str] = ""
     #: Whether horizontal flips preserve labels for this family (not for digits).
     flip_ok: ClassVar[bool] = True
 
     def __init__(
         self,
-        protocol: str,
+        protocol: str | Protocol | None = None,
         root: str | None = None,
         batch_size: int = 128,
         eval_batch_size: int = 512,
@@ -136,13 +144,18 @@ class HashingDataModule(LightningDataModule):
         download: bool = True,
     ) -> None:
         super().__init__()
-        proto = get_protocol(protocol)
+        if protocol is None:
+            if not self.default_protocol:
+                raise ValueError(f"{type(self).__name__} has no default_protocol; pass protocol=...")
+            protocol = self.default_protocol
+        proto = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
         if self.family and proto.family != self.family:
             from hashbench.data.registry import datamodule_class_for
 
+            owner = datamodule_class_for(proto.name).__name__ if isinstance(protocol, str) else "another family"
             raise ValueError(
                 f"{type(self).__name__} reads the {self.family!r} family ({', '.join(list_protocols(self.family))}); "
-                f"protocol {protocol!r} belongs to {datamodule_class_for(protocol).__name__}"
+                f"protocol {proto.name!r} belongs to {owner}"
             )
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value <= 0:
@@ -175,6 +188,9 @@ class HashingDataModule(LightningDataModule):
         self.num_classes: int = proto.num_classes
         self.multi_label: bool = proto.multi_label
         self.map_k: int | None = proto.map_k
+        #: bag-of-words length of image-text families (``None``: no bag-of-words text); a reader may set it
+        #: from the files in ``_load_pool``.
+        self.text_dim: int | None = proto.text_dim or None
         self.image_shape: tuple[int, int, int] = output_shape(self.transform_name, proto, image_size)
         self._pool: Pool | None = None
         self.split: Split | None = None
@@ -185,6 +201,50 @@ class HashingDataModule(LightningDataModule):
         self.val_database_dataset: Dataset | None = None
         self.query_dataset: Dataset | None = None
         self.database_dataset: Dataset | None = None
+
+    def shared_arguments(self) -> dict[str, Any]:
+        """The base-class constructor arguments this datamodule was built with (all but ``protocol``)."""
+        return {
+            "root": self.root,
+            "batch_size": self.batch_size,
+            "eval_batch_size": self.eval_batch_size,
+            "num_workers": self.num_workers,
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+            "transform": self.transform_name,
+            "image_size": self.image_size,
+            "class_aware_sampler": self.class_aware_sampler,
+            "train_limit": self.train_limit,
+            "eval_limit": self.eval_limit,
+            "augment": self.augment,
+            "download": self.download,
+        }
+
+    @property
+    def facts(self) -> DataFacts:
+        """What a method learns from this data (known after :meth:`setup`, which sizes the training set)."""
+        return DataFacts(
+            num_classes=self.num_classes,
+            num_train=self.num_train,
+            image_shape=tuple(self.image_shape),
+            multi_label=self.multi_label,
+            map_k=self.map_k,
+            modality=self.protocol.modality,
+            text_dim=self.text_dim,
+            protocol=self.protocol.name,
+        )
+
+    @classmethod
+    def make_example(cls, root: Path) -> dict[str, Any]:
+        """Write a tiny dataset of this family in its real on-disk format under ``root``; return the constructor
+        arguments that read it (the registry-parametrised datamodule contract tests build ``cls(**returned)``).
+
+        A returned ``protocol`` may be a :class:`~hashbench.data.protocols.Protocol` row with small split sizes.
+        """
+        raise NotImplementedError(
+            f"{cls.__name__}.make_example is missing: every registered family writes a tiny example of its format "
+            "for the datamodule contract tests"
+        )
 
     # ----------------------------------------------------------------------------------------- subclass hooks
     def _prepare(self) -> None:

@@ -9,10 +9,14 @@ Files: the python version, ``<root>/cifar10/cifar-10-batches-py/{data_batch_1..5
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from hashbench.data.base import HashingDataModule, Pool
 from hashbench.data.formats import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, read_cifar10
+from hashbench.data.protocols import get_protocol
+from hashbench.data.registry import register_datamodule
 from hashbench.data.roots import candidate_dirs, download_dir, not_found
 
 BATCHES_DIR = "cifar-10-batches-py"
@@ -70,61 +74,17 @@ def verify_files(directory: Path) -> list[str]:
     return lines
 
 
+@register_datamodule
 class CIFAR10DataModule(HashingDataModule):
     """CIFAR-10, pooled train+test (60k), 32x32 RGB held in memory as uint8.
 
-    Args:
-        protocol: ``cifar10``, ``cifar10-1`` or ``cifar10-2``.
-        root: data root (``None``: ``$HASHBENCH_DATA``, then the download cache).
-        batch_size: training batch size.
-        eval_batch_size: batch size of query / database / train-eval loaders.
-        num_workers: DataLoader worker processes.
-        val_fraction: fraction of the training split (per class) held out for validation; 0 disables it.
-        seed: seed of the validation carve-out, the limits and the sampler.
-        transform: ``auto`` (= ``native``: 3x32x32), ``native`` or ``imagenet`` (3x224x224).
-        image_size: output side length override.
-        class_aware_sampler: images per class per training batch (0 = off).
-        train_limit: keep at most this many training images (smoke runs).
-        eval_limit: keep at most this many images per query / database set (smoke runs).
-        augment: random horizontal flips (and crops for ``imagenet``) on training batches.
-        download: let ``prepare_data`` download CIFAR-10 with torchvision when it is missing.
+    Protocols ``cifar10`` (default), ``cifar10-1`` and ``cifar10-2``. ``transform="auto"`` is ``native`` (3x32x32);
+    ``imagenet`` gives 3x224x224. ``download`` lets ``prepare_data`` fetch CIFAR-10 with torchvision. The other
+    arguments are :class:`~hashbench.data.base.HashingDataModule`'s.
     """
 
     family = "cifar10"
-
-    def __init__(
-        self,
-        protocol: str = "cifar10",
-        root: str | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int = 512,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        transform: str = "auto",
-        image_size: int | None = None,
-        class_aware_sampler: int = 0,
-        train_limit: int | None = None,
-        eval_limit: int | None = None,
-        augment: bool = True,
-        download: bool = True,
-    ) -> None:
-        super().__init__(
-            protocol=protocol,
-            root=root,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            seed=seed,
-            transform=transform,
-            image_size=image_size,
-            class_aware_sampler=class_aware_sampler,
-            train_limit=train_limit,
-            eval_limit=eval_limit,
-            augment=augment,
-            download=download,
-        )
+    default_protocol = "cifar10"
 
     def _prepare(self) -> None:
         try:
@@ -149,3 +109,13 @@ class CIFAR10DataModule(HashingDataModule):
     def verify_data(self) -> list[str]:
         """Check the batch files against torchvision's published md5 values."""
         return verify_files(locate(self.root))
+
+    @classmethod
+    def make_example(cls, root: Path) -> dict[str, Any]:
+        """CIFAR-10 batches with 12 images per class, read under a ``cifar10`` row with 2 queries and 6 training
+        images per class."""
+        from hashbench.data.examples import write_cifar10
+
+        write_cifar10(Path(root), per_class_train=8, per_class_test=4)
+        small = replace(get_protocol("cifar10"), name="cifar10-example", query_per_class=2, train_per_class=6)
+        return {"protocol": small, "root": str(root)}

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +39,8 @@ from hashbench.data.formats import (
     mat_variable_shape,
     orient_rows,
 )
+from hashbench.data.protocols import Protocol, get_protocol
+from hashbench.data.registry import register_datamodule
 from hashbench.data.roots import candidate_dirs, not_found
 from hashbench.data.transforms import pil_transform, tensor_transform
 
@@ -51,66 +55,28 @@ def _check_labels(labels: np.ndarray, num_classes: int, source: str) -> np.ndarr
     return labels
 
 
+@register_datamodule
 class CrossModalMatDataModule(HashingDataModule):
     """Image + bag-of-words pairs in DCMH's .mat format.
 
+    Protocols ``mirflickr25k-dcmh`` (default) and ``nuswide10-dcmh``. ``transform="auto"`` is ``native`` (the stored
+    224x224 with ImageNet mean/std). Validation pairs are drawn at random; ``class_aware_sampler`` must stay 0
+    (multi-label data); ``download`` has no effect (no public automatic download). ``text_dim`` is read from the
+    files. The other arguments are :class:`~hashbench.data.base.HashingDataModule`'s.
+
     Args:
-        protocol: ``mirflickr25k-dcmh`` or ``nuswide10-dcmh``.
-        root: data root (``None``: ``$HASHBENCH_DATA``, then the download cache).
-        batch_size: training batch size.
-        eval_batch_size: batch size of query / database / train-eval loaders.
-        num_workers: DataLoader worker processes.
-        val_fraction: fraction of the training pairs held out for validation (random); 0 disables it.
-        seed: seed of the validation carve-out and the limits.
-        transform: ``auto`` (= ``native``: the stored 224x224 with ImageNet mean/std), ``native`` or ``imagenet``.
-        image_size: output side length override.
-        class_aware_sampler: must stay 0 (multi-label data).
-        train_limit: keep at most this many training pairs (smoke runs).
-        eval_limit: keep at most this many pairs per query / database set (smoke runs).
-        augment: random flip (and crop for ``imagenet``) on training images.
-        download: unused (no public automatic download); kept for a uniform signature.
+        protocol: a protocol of this family (default ``mirflickr25k-dcmh``).
         mat_file: the .mat file holding the variables (name inside the protocol directory or a path); ``None``
             searches every ``*.mat`` file there.
+        **kwargs: the shared arguments of :class:`~hashbench.data.base.HashingDataModule`.
     """
 
     family = "crossmodal-mat"
+    default_protocol = "mirflickr25k-dcmh"
 
-    def __init__(
-        self,
-        protocol: str = "mirflickr25k-dcmh",
-        root: str | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int = 512,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        transform: str = "auto",
-        image_size: int | None = None,
-        class_aware_sampler: int = 0,
-        train_limit: int | None = None,
-        eval_limit: int | None = None,
-        augment: bool = True,
-        download: bool = True,
-        mat_file: str | None = None,
-    ) -> None:
-        super().__init__(
-            protocol=protocol,
-            root=root,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            seed=seed,
-            transform=transform,
-            image_size=image_size,
-            class_aware_sampler=class_aware_sampler,
-            train_limit=train_limit,
-            eval_limit=eval_limit,
-            augment=augment,
-            download=download,
-        )
+    def __init__(self, protocol: str | Protocol | None = None, mat_file: str | None = None, **kwargs: Any) -> None:
+        super().__init__(protocol, **kwargs)
         self.mat_file = mat_file
-        self.text_dim: int | None = self.protocol.text_dim or None
 
     def _files(self, directory: Path) -> list[Path]:
         if self.mat_file:
@@ -190,6 +156,23 @@ class CrossModalMatDataModule(HashingDataModule):
 
         return Pool(labels=labels, make_dataset=make, split_dir=directory / "splits")
 
+    @classmethod
+    def make_example(cls, root: Path) -> dict[str, Any]:
+        """One MATLAB v7.3 file (40 pairs of 24x24 images, 30-word bags of words, 24 labels) read under a
+        ``mirflickr25k-dcmh`` row with 8 queries and 20 training pairs."""
+        from hashbench.data.examples import write_dcmh_v73
+
+        rng = np.random.default_rng(0)
+        n, classes = 40, 24
+        labels = (rng.random((n, classes)) < 0.3).astype(np.float64)
+        labels[np.arange(n), rng.integers(classes, size=n)] = 1
+        directory = Path(root) / "mirflickr25k-dcmh"
+        directory.mkdir(parents=True, exist_ok=True)
+        images = rng.integers(0, 256, (n, 3, 24, 24), dtype=np.uint8)
+        write_dcmh_v73(directory / "FLICKR-25K.mat", images, (rng.random((n, 30)) < 0.2).astype(np.float64), labels)
+        small = replace(get_protocol("mirflickr25k-dcmh"), name="mirflickr25k-dcmh-example", num_query=8, num_train=20)
+        return {"protocol": small, "root": str(root), "image_size": 24}
+
 
 def clip_tokenizer(max_words: int) -> Callable[[list[str]], Tensor]:
     """open_clip's BPE tokenizer (vocabulary shipped with the package, no download) truncated to ``max_words``."""
@@ -201,24 +184,18 @@ def clip_tokenizer(max_words: int) -> Callable[[list[str]], Tensor]:
     return tokenize
 
 
+@register_datamodule
 class CrossModalClipDataModule(HashingDataModule):
     """Image files + raw captions in the CLIP-based (DCHMT) .mat format.
 
+    Protocols ``mirflickr25k-clip`` (default), ``nuswide21-clip`` and ``coco-clip``. ``transform="auto"`` is
+    ``clip`` (224 with CLIP normalisation; no augmentation). Use several ``num_workers`` (PIL decoding).
+    Validation pairs are drawn at random; ``class_aware_sampler`` must stay 0 (multi-label data); ``download`` has
+    no effect (no public automatic download). The other arguments are
+    :class:`~hashbench.data.base.HashingDataModule`'s.
+
     Args:
-        protocol: ``mirflickr25k-clip``, ``nuswide21-clip`` or ``coco-clip``.
-        root: data root (``None``: ``$HASHBENCH_DATA``, then the download cache).
-        batch_size: training batch size.
-        eval_batch_size: batch size of query / database / train-eval loaders.
-        num_workers: DataLoader worker processes (PIL decoding: use several).
-        val_fraction: fraction of the training pairs held out for validation (random); 0 disables it.
-        seed: seed of the validation carve-out and the limits.
-        transform: ``auto`` (= ``clip``: 224 with CLIP normalisation), ``clip``, ``imagenet`` or ``native``.
-        image_size: output side length override.
-        class_aware_sampler: must stay 0 (multi-label data).
-        train_limit: keep at most this many training pairs (smoke runs).
-        eval_limit: keep at most this many pairs per query / database set (smoke runs).
-        augment: random flip / crop where the transform has them (``clip`` has none).
-        download: unused (no public automatic download); kept for a uniform signature.
+        protocol: a protocol of this family (default ``mirflickr25k-clip``).
         index_file: .mat with the image paths (variable ``index``).
         caption_file: .mat with the captions (variable ``caption``) or a .txt with one caption per line.
         label_file: .mat with the multi-hot labels (variable ``category`` or ``label``).
@@ -228,49 +205,24 @@ class CrossModalClipDataModule(HashingDataModule):
         tokenizer: ``None`` (text = raw strings), ``"clip"`` (open_clip BPE ids, ``max_words`` long) or a callable
             mapping a list of strings to a LongTensor ``(len, L)``.
         max_words: token length for ``tokenizer="clip"`` (32 in DCHMT / DMsH-LN).
+        **kwargs: the shared arguments of :class:`~hashbench.data.base.HashingDataModule`.
     """
 
     family = "crossmodal-clip"
+    default_protocol = "mirflickr25k-clip"
 
     def __init__(
         self,
-        protocol: str = "mirflickr25k-clip",
-        root: str | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int = 512,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        transform: str = "auto",
-        image_size: int | None = None,
-        class_aware_sampler: int = 0,
-        train_limit: int | None = None,
-        eval_limit: int | None = None,
-        augment: bool = True,
-        download: bool = True,
+        protocol: str | Protocol | None = None,
         index_file: str = "index.mat",
         caption_file: str = "caption.mat",
         label_file: str = "label.mat",
         image_root: str | None = None,
         tokenizer: str | Callable[[list[str]], Tensor] | None = None,
         max_words: int = 32,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            protocol=protocol,
-            root=root,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            seed=seed,
-            transform=transform,
-            image_size=image_size,
-            class_aware_sampler=class_aware_sampler,
-            train_limit=train_limit,
-            eval_limit=eval_limit,
-            augment=augment,
-            download=download,
-        )
+        super().__init__(protocol, **kwargs)
         if isinstance(tokenizer, str) and tokenizer != "clip":
             raise ValueError(f"tokenizer must be None, 'clip' or a callable, got {tokenizer!r}")
         self.files = {"index": index_file, "caption": caption_file, "label": label_file}
@@ -342,6 +294,17 @@ class CrossModalClipDataModule(HashingDataModule):
             )
 
         return Pool(labels=labels, make_dataset=make, split_dir=directory / "splits")
+
+    @classmethod
+    def make_example(cls, root: Path) -> dict[str, Any]:
+        """DCHMT's index / caption / label .mat files for 40 JPEGs (24 labels), read under a ``mirflickr25k-clip``
+        row with 8 queries and 20 training pairs."""
+        from hashbench.data.examples import write_clip_protocol
+
+        directory = Path(root) / "mirflickr25k-clip"
+        write_clip_protocol(directory, directory / "images", n=40, classes=24)
+        small = replace(get_protocol("mirflickr25k-clip"), name="mirflickr25k-clip-example", num_query=8, num_train=20)
+        return {"protocol": small, "root": str(root), "image_root": str(directory / "images"), "image_size": 32}
 
 
 def _mat_one(path: Path, keys: tuple[str, ...]) -> np.ndarray:

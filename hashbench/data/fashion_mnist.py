@@ -11,14 +11,18 @@ content.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hashbench.data.base import HashingDataModule, Pool
 from hashbench.data.formats import parse_idx, read_idx_bytes
+from hashbench.data.protocols import get_protocol
+from hashbench.data.registry import register_datamodule
 from hashbench.data.roots import candidate_dirs, download_dir, not_found
-from hashbench.data.splits import sha256_bytes
+from hashbench.data.splits import committed_split_path, sha256_bytes
 
 #: Where Debian's ``dataset-fashion-mnist`` package installs the original IDX .gz files.
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -106,61 +110,21 @@ def download(root: str | None = None) -> Path:
     return target
 
 
+@register_datamodule
 class FashionMNISTDataModule(HashingDataModule):
     """Fashion-MNIST, pooled train+test (70k), 28x28 grey images held in memory as uint8.
 
-    Args:
-        protocol: ``fashion-mnist``.
-        root: data root (``None``: ``$HASHBENCH_DATA``, then the Debian location, then the download cache).
-        batch_size: training batch size.
-        eval_batch_size: batch size of query / database / train-eval loaders.
-        num_workers: DataLoader worker processes.
-        val_fraction: fraction of the training split (per class) held out for validation; 0 disables it.
-        seed: seed of the validation carve-out, the limits and the sampler.
-        transform: ``auto`` (= ``native``: 1x28x28), ``native`` or ``imagenet`` (3x224x224).
-        image_size: output side length override.
-        class_aware_sampler: images per class per training batch (0 = off).
-        train_limit: keep at most this many training images (smoke runs).
-        eval_limit: keep at most this many images per query / database set (smoke runs).
-        augment: random horizontal flips (and crops for ``imagenet``) on training batches.
-        download: let ``prepare_data`` try a torchvision download when no copy is found.
+    Protocol ``fashion-mnist`` (its split ships with hashbench). ``root`` = ``None`` searches ``$HASHBENCH_DATA``,
+    then the Debian location, then the download cache. ``transform="auto"`` is ``native`` (1x28x28); ``imagenet``
+    gives 3x224x224. ``download`` lets ``prepare_data`` try a torchvision download when no copy is found. The
+    other arguments are :class:`~hashbench.data.base.HashingDataModule`'s.
+
+    The files are checked against the original release (sha256 of the decompressed content) whenever the
+    protocol's shipped split is used, since that split indexes the original files.
     """
 
     family = "fashion-mnist"
-
-    def __init__(
-        self,
-        protocol: str = "fashion-mnist",
-        root: str | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int = 512,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        transform: str = "auto",
-        image_size: int | None = None,
-        class_aware_sampler: int = 0,
-        train_limit: int | None = None,
-        eval_limit: int | None = None,
-        augment: bool = True,
-        download: bool = True,
-    ) -> None:
-        super().__init__(
-            protocol=protocol,
-            root=root,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            seed=seed,
-            transform=transform,
-            image_size=image_size,
-            class_aware_sampler=class_aware_sampler,
-            train_limit=train_limit,
-            eval_limit=eval_limit,
-            augment=augment,
-            download=download,
-        )
+    default_protocol = "fashion-mnist"
 
     def _prepare(self) -> None:
         try:
@@ -178,7 +142,8 @@ class FashionMNISTDataModule(HashingDataModule):
         locate_files(self.root)
 
     def _load_pool(self) -> Pool:
-        images, labels = read_fashion_mnist(locate_files(self.root))
+        shipped_split = committed_split_path(self.protocol.name) is not None
+        images, labels = read_fashion_mnist(locate_files(self.root), verify=shipped_split)
         return self._tensor_pool(images, labels, split_dir=None)
 
     def verify_data(self) -> list[str]:
@@ -190,6 +155,18 @@ class FashionMNISTDataModule(HashingDataModule):
                 raise ValueError(f"{path}: decompressed sha256 {actual}, expected {FILES[name]}. {HOW_TO_GET}")
             lines.append(f"ok  {path}  sha256(decompressed) {actual}")
         return lines
+
+    @classmethod
+    def make_example(cls, root: Path) -> dict[str, Any]:
+        """Four gzipped IDX files with 12 random images per class, read under a ``fashion-mnist`` row with 2
+        queries and 6 training images per class (its split is drawn, so the files need not be the original)."""
+        from hashbench.data.examples import write_fashion_mnist
+
+        write_fashion_mnist(Path(root) / "fashion-mnist")
+        small = replace(
+            get_protocol("fashion-mnist"), name="fashion-mnist-example", query_per_class=2, train_per_class=6
+        )
+        return {"protocol": small, "root": str(root)}
 
 
 def fashion_mnist_available(root: str | None = None) -> bool:

@@ -12,6 +12,7 @@ compares them with :data:`KNOWN_LIST_CHECKSUMS` where a reference is recorded).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ import torch
 from hashbench.data.base import HashingDataModule, Pool
 from hashbench.data.datasets import ImageFileDataset
 from hashbench.data.formats import parse_list_file
+from hashbench.data.protocols import Protocol
+from hashbench.data.registry import register_datamodule
 from hashbench.data.roots import candidate_dirs, not_found
 from hashbench.data.splits import Split, sha256_file
 from hashbench.data.transforms import pil_transform
@@ -28,72 +31,40 @@ from hashbench.data.transforms import pil_transform
 KNOWN_LIST_CHECKSUMS: dict[str, dict[str, str]] = {}
 
 
+@register_datamodule
 class ListFileDataModule(HashingDataModule):
     """Images listed in list files, read with PIL per item.
 
+    Protocols ``nuswide21`` (default), ``coco``, ``imagenet100`` and ``mirflickr``. ``transform="auto"`` is
+    ``imagenet`` (resize 256, crop 224); ``native`` gives 64x64. ``val_fraction`` is drawn at random (per class for
+    single-label lists such as imagenet100). ``download`` has no effect (these datasets cannot be downloaded
+    automatically). The arguments below are this family's own; the others are
+    :class:`~hashbench.data.base.HashingDataModule`'s.
+
     Args:
-        protocol: ``nuswide21``, ``coco``, ``imagenet100`` or ``mirflickr``.
-        root: data root (``None``: ``$HASHBENCH_DATA``, then the download cache).
-        batch_size: training batch size.
-        eval_batch_size: batch size of query / database / train-eval loaders.
-        num_workers: DataLoader worker processes (PIL decoding: use several).
-        val_fraction: fraction of the training list held out for validation (random; per class for single-label
-            lists such as imagenet100); 0 disables it.
-        seed: seed of the validation carve-out, the limits and the sampler.
-        transform: ``auto`` (= ``imagenet``: resize 256, crop 224), ``imagenet``, ``native`` (64x64) or ``clip``.
-        image_size: output side length override.
-        class_aware_sampler: images per class per training batch (single-label lists only; 0 = off).
-        train_limit: keep at most this many training images (smoke runs).
-        eval_limit: keep at most this many images per query / database set (smoke runs).
-        augment: random crop / flip on training images.
-        download: unused (these datasets cannot be downloaded automatically); kept for a uniform signature.
+        protocol: a protocol of this family (default ``nuswide21``).
         image_root: directory that relative image paths are resolved against (default: the list files' folder).
         train_list: training list file name (inside the protocol directory, or an absolute path).
         query_list: query list file name.
         database_list: database list file name.
         num_classes: label count per line when it differs from the protocol's (e.g. 38 for MIRFlickr ``_r1``).
+        **kwargs: the shared arguments of :class:`~hashbench.data.base.HashingDataModule`.
     """
 
     family = "listfile"
+    default_protocol = "nuswide21"
 
     def __init__(
         self,
-        protocol: str = "nuswide21",
-        root: str | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int = 512,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        transform: str = "auto",
-        image_size: int | None = None,
-        class_aware_sampler: int = 0,
-        train_limit: int | None = None,
-        eval_limit: int | None = None,
-        augment: bool = True,
-        download: bool = True,
+        protocol: str | Protocol | None = None,
         image_root: str | None = None,
         train_list: str = "train.txt",
         query_list: str = "test.txt",
         database_list: str = "database.txt",
         num_classes: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            protocol=protocol,
-            root=root,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            seed=seed,
-            transform=transform,
-            image_size=image_size,
-            class_aware_sampler=class_aware_sampler,
-            train_limit=train_limit,
-            eval_limit=eval_limit,
-            augment=augment,
-            download=download,
-        )
+        super().__init__(protocol, **kwargs)
         if num_classes is not None:
             if num_classes <= 0:
                 raise ValueError(f"num_classes must be positive, got {num_classes}")
@@ -193,3 +164,11 @@ class ListFileDataModule(HashingDataModule):
             raise FileNotFoundError(f"{len(missing)} listed images are missing, e.g.:\n{shown}")
         lines.append(f"ok  all listed images exist (image root {self.image_root or directory})")
         return lines
+
+    @classmethod
+    def make_example(cls, root: Path) -> dict[str, Any]:
+        """``nuswide21`` list files (12 training, 6 query, 20 database images, 21 labels each) and their PNGs."""
+        from hashbench.data.examples import write_list_dataset
+
+        write_list_dataset(Path(root), name="nuswide21", classes=21)
+        return {"protocol": "nuswide21", "root": str(root)}

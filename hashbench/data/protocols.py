@@ -431,8 +431,29 @@ _ALL: list[Protocol] = [
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in _ALL}
 
 
+def register_protocol(protocol: Protocol, *, replace: bool = False) -> Protocol:
+    """Add a protocol row to the table (what a new dataset family's module calls for each of its protocols).
+
+    Args:
+        protocol: the row; its ``family`` names the datamodule class registered with
+            :func:`hashbench.data.registry.register_datamodule`.
+        replace: allow replacing a row of the same name (re-importing a module in a notebook).
+
+    Raises:
+        ValueError: a different row of the same name exists already.
+    """
+    existing = PROTOCOLS.get(protocol.name)
+    if existing is not None and existing != protocol and not replace:
+        raise ValueError(
+            f"a data protocol named {protocol.name!r} is registered already (family {existing.family!r}); "
+            "pick another name or pass replace=True"
+        )
+    PROTOCOLS[protocol.name] = protocol
+    return protocol
+
+
 def list_protocols(family: str | None = None) -> list[str]:
-    """Names of the known protocols, optionally only those of one family.
+    """Names of the known protocols (built-in and registered by plugins), optionally only those of one family.
 
     Args:
         family: keep only protocols of this family (e.g. ``"cifar10"``).
@@ -440,7 +461,8 @@ def list_protocols(family: str | None = None) -> list[str]:
     Returns:
         Protocol names in table order.
     """
-    return [p.name for p in _ALL if family is None or p.family == family]
+    _load_plugins()
+    return [p.name for p in PROTOCOLS.values() if family is None or p.family == family]
 
 
 def get_protocol(name: str) -> Protocol:
@@ -455,7 +477,15 @@ def get_protocol(name: str) -> Protocol:
     Raises:
         KeyError: unknown name; the message lists every known protocol.
     """
+    if name not in PROTOCOLS:
+        _load_plugins()
     try:
         return PROTOCOLS[name]
     except KeyError:
         raise KeyError(f"unknown data protocol {name!r}; known protocols: {', '.join(PROTOCOLS)}") from None
+
+
+def _load_plugins() -> None:
+    from hashbench.plugins import load_plugins
+
+    load_plugins()

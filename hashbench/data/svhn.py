@@ -8,13 +8,17 @@ checksum in ``<root>/svhn/splits/``. DFEH's class-aware sampling is ``class_awar
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hashbench.data.base import HashingDataModule, Pool
 from hashbench.data.cifar import md5_file
 from hashbench.data.formats import SVHN_FILES, read_svhn_mat
+from hashbench.data.protocols import get_protocol
+from hashbench.data.registry import register_datamodule
 from hashbench.data.roots import candidate_dirs, download_dir, not_found
 
 HOW_TO_GET = (
@@ -36,62 +40,19 @@ def locate(root: str | None = None) -> Path:
     raise not_found("svhn", dirs, HOW_TO_GET)
 
 
+@register_datamodule
 class SVHNDataModule(HashingDataModule):
     """SVHN, pooled train+test (99,289), 32x32 RGB held in memory as uint8.
 
-    Args:
-        protocol: ``svhn``.
-        root: data root (``None``: ``$HASHBENCH_DATA``, then the download cache).
-        batch_size: training batch size (ignored with ``class_aware_sampler``).
-        eval_batch_size: batch size of query / database / train-eval loaders.
-        num_workers: DataLoader worker processes.
-        val_fraction: fraction of the training split (per class) held out for validation; 0 disables it.
-        seed: seed of the validation carve-out, the limits and the sampler.
-        transform: ``auto`` (= ``native``: 3x32x32), ``native`` or ``imagenet`` (3x224x224).
-        image_size: output side length override.
-        class_aware_sampler: images per class per training batch (0 = off; DFEH uses 20).
-        train_limit: keep at most this many training images (smoke runs).
-        eval_limit: keep at most this many images per query / database set (smoke runs).
-        augment: training augmentation (random crops for ``imagenet``; no flips for digits).
-        download: let ``prepare_data`` download SVHN with torchvision when it is missing.
+    Protocol ``svhn``. ``transform="auto"`` is ``native`` (3x32x32); ``imagenet`` gives 3x224x224. Training
+    augmentation never flips (flips do not preserve digits). DFEH's class-aware sampling is
+    ``class_aware_sampler=20``. ``download`` lets ``prepare_data`` fetch SVHN with torchvision. The other arguments
+    are :class:`~hashbench.data.base.HashingDataModule`'s.
     """
 
     family = "svhn"
+    default_protocol = "svhn"
     flip_ok = False
-
-    def __init__(
-        self,
-        protocol: str = "svhn",
-        root: str | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int = 512,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        transform: str = "auto",
-        image_size: int | None = None,
-        class_aware_sampler: int = 0,
-        train_limit: int | None = None,
-        eval_limit: int | None = None,
-        augment: bool = True,
-        download: bool = True,
-    ) -> None:
-        super().__init__(
-            protocol=protocol,
-            root=root,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            seed=seed,
-            transform=transform,
-            image_size=image_size,
-            class_aware_sampler=class_aware_sampler,
-            train_limit=train_limit,
-            eval_limit=eval_limit,
-            augment=augment,
-            download=download,
-        )
 
     def _prepare(self) -> None:
         try:
@@ -131,3 +92,13 @@ class SVHNDataModule(HashingDataModule):
                 raise ValueError(f"{directory / name}: md5 {actual}, expected {expected} (torchvision's SVHN record)")
             lines.append(f"ok  {directory / name}  md5 {actual}")
         return lines
+
+    @classmethod
+    def make_example(cls, root: Path) -> dict[str, Any]:
+        """SVHN .mat files with unbalanced digits (8 to 17 per class), read under an ``svhn`` row with 2 queries and
+        4 training images per class."""
+        from hashbench.data.examples import write_svhn
+
+        write_svhn(Path(root), per_class=(4, 4))
+        small = replace(get_protocol("svhn"), name="svhn-example", query_per_class=2, train_per_class=4)
+        return {"protocol": small, "root": str(root)}

@@ -16,9 +16,10 @@ joined by spaces and tokenised with CLIP's BPE tokenizer. All randomness is draw
 run.
 
 Images and splits are those of the ``fashion-mnist`` protocol (query 100/class, train 500/class, database the other
-64,000; validation carved from training), read through ``hashbench.data.create_datamodule("fashion-mnist")``. With
-``image_source="synthetic"`` the images are seeded class templates plus noise with the same per-class split rule
-at a configurable size, which the tests and the CI use.
+64,000; validation carved from training), read through
+:class:`~hashbench.data.fashion_mnist.FashionMNISTDataModule`. With ``image_source="synthetic"`` the images are
+seeded class templates plus noise with the same per-class split rule at a configurable size, which the tests and the
+CI use.
 
 Batches are :class:`~hashbench.data.batch.CrossModalBatch` ``(image, text, labels, index)``; validation and test
 return ``[query_loader, database_loader]``.
@@ -27,16 +28,18 @@ return ``[query_loader, database_loader]``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from hashbench.data.base import HashingDataModule
 from hashbench.data.batch import CrossModalBatch, HashBatch
+from hashbench.data.protocols import Protocol
+from hashbench.data.registry import register_datamodule
 
 __all__ = ["SyntheticTexts", "FashionMNISTTextDataModule", "PROTOCOL_NAME"]
 
@@ -219,42 +222,16 @@ class _PoolSplit(Dataset):
         return HashBatch(b.image[0], b.labels[0], b.index[0])
 
 
-def _protocol(num_classes: int, text_dim: int) -> Any:
-    try:
-        from hashbench.data.protocols import get_protocol
-
-        return get_protocol(PROTOCOL_NAME)
-    except (ImportError, KeyError):
-        return SimpleNamespace(
-            name=PROTOCOL_NAME,
-            map_k=None,
-            num_classes=num_classes,
-            multi_label=False,
-            text_dim=text_dim,
-            modality="image-text",
-            description="Fashion-MNIST images paired with SYNTHETIC class-conditioned bag-of-words texts",
-        )
-
-
-class FashionMNISTTextDataModule(L.LightningDataModule):
+@register_datamodule
+class FashionMNISTTextDataModule(HashingDataModule):
     """Fashion-MNIST images paired with SYNTHETIC texts (protocol ``fashion-mnist-text``; see the module docstring).
 
+    The shared arguments (:class:`~hashbench.data.base.HashingDataModule`'s) configure the Fashion-MNIST images
+    and split: ``transform`` (``auto`` = native 1x28x28; ``clip`` for CLIP's image tower), the limits (``fashion-mnist``
+    images only) and ``download``; ``class_aware_sampler`` must stay 0.
+
     Args:
-        protocol: ``fashion-mnist-text`` (accepted for the ``create_datamodule`` factory).
-        root: Fashion-MNIST data root (``None``: ``$HASHBENCH_DATA``, then the Debian package location).
-        batch_size: training batch size.
-        eval_batch_size: batch size of query / database loaders.
-        num_workers: DataLoader workers.
-        val_fraction: fraction of the training split held out (per class) as validation queries.
-        seed: seed of the validation carve-out and the limits.
-        transform: image pipeline of the Fashion-MNIST datamodule (``auto`` = native 1x28x28; ``clip`` for CLIP's
-            image tower).
-        image_size: output side length override of that pipeline.
-        class_aware_sampler: must be 0 (accepted so the signature matches the other datamodules).
-        train_limit: keep at most this many training items (smoke runs; ``fashion-mnist`` images only).
-        eval_limit: keep at most this many items per query / database set (smoke runs; ``fashion-mnist`` only).
-        augment: training augmentation of the image datamodule.
-        download: let ``prepare_data`` download Fashion-MNIST when no copy is found.
+        protocol: ``fashion-mnist-text`` (the default).
         vocab_size: vocabulary size (= ``text_dim`` for bag-of-words text).
         words_per_class: attribute words owned by each class.
         class_words: class words per text.
@@ -266,24 +243,15 @@ class FashionMNISTTextDataModule(L.LightningDataModule):
         image_source: ``fashion-mnist`` (the real images) or ``synthetic`` (template images, no files).
         synthetic_sizes: ``(query, train, database)`` items per class for ``image_source="synthetic"``.
         synthetic_image_shape: image shape for ``image_source="synthetic"``.
+        **kwargs: the shared arguments of :class:`~hashbench.data.base.HashingDataModule`.
     """
+
+    family = "fashion-mnist-text"
+    default_protocol = PROTOCOL_NAME
 
     def __init__(
         self,
-        protocol: str = PROTOCOL_NAME,
-        root: str | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int = 512,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        transform: str = "auto",
-        image_size: int | None = None,
-        class_aware_sampler: int = 0,
-        train_limit: int | None = None,
-        eval_limit: int | None = None,
-        augment: bool = True,
-        download: bool = True,
+        protocol: str | Protocol | None = None,
         vocab_size: int = 200,
         words_per_class: int = 12,
         class_words: int = 4,
@@ -295,17 +263,15 @@ class FashionMNISTTextDataModule(L.LightningDataModule):
         image_source: str = "fashion-mnist",
         synthetic_sizes: tuple[int, int, int] = (10, 50, 100),
         synthetic_image_shape: tuple[int, int, int] = (1, 28, 28),
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        if protocol != PROTOCOL_NAME:
-            raise ValueError(f"FashionMNISTTextDataModule reads protocol {PROTOCOL_NAME!r}, got {protocol!r}")
+        if kwargs.get("class_aware_sampler"):
+            raise ValueError("fashion-mnist-text has no class-aware sampler; use class_aware_sampler=0")
+        super().__init__(protocol, **kwargs)
         if text_format not in ("bow", "tokens"):
             raise ValueError(f"text_format must be 'bow' or 'tokens', got {text_format!r}")
-        if class_aware_sampler:
-            raise ValueError("fashion-mnist-text has no class-aware sampler; use class_aware_sampler=0")
         if image_source not in ("fashion-mnist", "synthetic"):
             raise ValueError(f"image_source must be 'fashion-mnist' or 'synthetic', got {image_source!r}")
-        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.text_format, self.image_source = text_format, image_source
         self.text_options = {
             "vocab_size": vocab_size,
@@ -316,12 +282,8 @@ class FashionMNISTTextDataModule(L.LightningDataModule):
             "seed": text_seed,
         }
         self.context_length = context_length
-        self.num_classes = 10
-        self.multi_label = False
         #: bag-of-words length; 0 for token text (the text encoder's vocabulary is the tokenizer's).
         self.text_dim = vocab_size if text_format == "bow" else 0
-        self.protocol = _protocol(self.num_classes, self.text_dim)
-        self.map_k = self.protocol.map_k
         self.texts: SyntheticTexts | None = None
         self.split_indices: dict[str, np.ndarray] = {}
         self._datasets: dict[str, Dataset] = {}
@@ -331,28 +293,23 @@ class FashionMNISTTextDataModule(L.LightningDataModule):
             self._synthetic = {
                 "image_shape": tuple(synthetic_image_shape),
                 "sizes": tuple(synthetic_sizes),
-                "val_fraction": val_fraction,
-                "seed": seed,
+                "val_fraction": self.val_fraction,
+                "seed": self.seed,
             }
         else:
-            from hashbench.data import create_datamodule
+            from hashbench.data.fashion_mnist import FashionMNISTDataModule
 
-            self._images = create_datamodule(
-                _IMAGE_PROTOCOL,
-                root=root,
-                batch_size=batch_size,
-                eval_batch_size=eval_batch_size,
-                num_workers=num_workers,
-                val_fraction=val_fraction,
-                seed=seed,
-                transform=transform,
-                image_size=image_size,
-                train_limit=train_limit,
-                eval_limit=eval_limit,
-                augment=augment,
-                download=download,
-            )
+            self._images = FashionMNISTDataModule(_IMAGE_PROTOCOL, **self.shared_arguments())
             self.image_shape = tuple(self._images.image_shape)
+
+    @classmethod
+    def make_example(cls, root: Path) -> dict[str, Any]:
+        """Synthetic template images (no files): 2 queries, 6 training and 4 database items per class."""
+        return {"image_source": "synthetic", "synthetic_sizes": (2, 6, 4), "synthetic_image_shape": (1, 16, 16)}
+
+    def verify_data(self) -> list[str]:
+        """The Fashion-MNIST files' checks (nothing to check for synthetic images; the texts are generated)."""
+        return self._images.verify_data() if self._images is not None else []
 
     def prepare_data(self) -> None:
         if self._images is not None:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hashbench.data.facts import DataFacts
 from hashbench.methods.base import HashingMethod
 from hashbench.nn.backbones import create_backbone
 from hashbench.nn.text import DEFAULT_BOW_HIDDEN, create_clip_towers, create_text_encoder
@@ -139,42 +140,24 @@ class CrossModalHashingMethod(HashingMethod):
         )
 
     # ------------------------------------------------------------------ data
-    def configure_data(
-        self,
-        *,
-        num_classes: int,
-        num_train: int,
-        image_shape: tuple[int, int, int] | None = None,
-        map_k: int | None | str = "auto",
-        multi_label: bool = False,
-        text_dim: int | None = None,
-    ) -> None:
-        """:meth:`HashingMethod.configure_data` plus ``text_dim`` (bag-of-words length) for the BoW text network."""
+    def _configure(self, facts: DataFacts, keep_map_k: bool = False) -> None:
+        """:meth:`HashingMethod.configure_data` plus ``facts.text_dim`` (bag-of-words length) for the BoW text
+        network."""
         hp = self.hparams
-        if text_dim and hp.text_encoder == "bow":
-            if hp.text_dim is not None and hp.text_dim != text_dim:
-                raise ValueError(f"model was built for text_dim={hp.text_dim} but the data has text_dim={text_dim}")
+        if facts.text_dim and hp.text_encoder == "bow":
+            if hp.text_dim is not None and hp.text_dim != facts.text_dim:
+                raise ValueError(
+                    f"model was built for text_dim={hp.text_dim} but the data has text_dim={facts.text_dim}"
+                )
             if self.text_encoder is None:
-                hp.text_dim = text_dim
+                hp.text_dim = facts.text_dim
                 self._build_text_network()
-        super().configure_data(
-            num_classes=num_classes, num_train=num_train, image_shape=image_shape, map_k=map_k, multi_label=multi_label
-        )
+        super()._configure(facts, keep_map_k)
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None:
-            super().setup(stage)
-            return
-        self.configure_data(
-            num_classes=dm.num_classes,
-            num_train=dm.num_train,
-            image_shape=tuple(dm.image_shape),
-            map_k=dm.protocol.map_k,
-            multi_label=dm.multi_label,
-            text_dim=getattr(dm, "text_dim", None) or None,
-        )
-        if self.text_encoder is None:
+        if dm is not None and self.text_encoder is None:
             raise RuntimeError(
                 f"{type(self).__name__}: the bag-of-words text network needs text_dim; the datamodule "
                 f"{type(dm).__name__} has none (token-id text needs text_encoder='clip')"

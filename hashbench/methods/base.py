@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,6 +27,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from hashbench.data.facts import DataFacts, facts_of
 from hashbench.nn.backbones import Backbone, create_backbone
 from hashbench.nn.heads import HashHead
 from hashbench.nn.losses import sign_with_zero_positive
@@ -140,6 +141,9 @@ class HashingMethod(L.LightningModule):
     activation: ClassVar[str] = "tanh"
     #: the paper's training recipe (optimiser, lr, schedule, batch size, epochs), used by the ``paper`` profile
     paper_training: ClassVar[dict[str, Any]] = {}
+    #: the method's loss as a named, pure function (``dpsh_loss`` ...) that ``compute_loss`` calls; ``None`` only
+    #: for methods fitted in closed form (the shallow baselines), which have no loss
+    loss_function: ClassVar[Callable[..., dict[str, Tensor]] | None] = None
     method_name: ClassVar[str]
 
     def __init__(
@@ -180,6 +184,8 @@ class HashingMethod(L.LightningModule):
         self._banks = nn.ModuleDict()
         self._data_configured = False
         self.multi_label = False
+        #: the :class:`~hashbench.data.facts.DataFacts` of the data the model was configured for (None before)
+        self.data_facts: DataFacts | None = None
         self.test_report: dict[str, Any] = {}
         self._build_network(in_channels or 3, image_size or 32)
         self._build_metrics(None if map_k == "auto" else map_k)
@@ -246,35 +252,40 @@ class HashingMethod(L.LightningModule):
         return torch.where(self(x) >= 0, 1, -1).to(torch.int8)
 
     # ------------------------------------------------------------------ data
-    def configure_data(
-        self,
-        *,
-        num_classes: int,
-        num_train: int,
-        image_shape: tuple[int, int, int] | None = None,
-        map_k: int | None | str = "auto",
-        multi_label: bool = False,
-    ) -> None:
-        """Adopt the facts a method learns from its data: called by ``setup`` from the datamodule, or by hand.
+    def configure_data(self, facts: DataFacts | None = None, **fields: Any) -> None:
+        """Adopt the facts a method learns from its data: called by ``setup`` with the datamodule's ``facts``, or
+        by hand, with a :class:`~hashbench.data.facts.DataFacts` or its fields as keywords
+        (``model.configure_data(num_classes=10, num_train=500, image_shape=(1, 28, 28))``).
 
         Rebuilds the network if the input channels differ from what it was built for (only when ``in_channels``
-        was left to the data), resolves the mAP cut-off, and calls :meth:`on_data_configured` so a method can
-        build label-sized layers and memory banks. Idempotent.
+        was left to the data), resolves the mAP cut-off (keyword callers that leave ``map_k`` out keep the
+        model's), and calls :meth:`on_data_configured` so a method can build label-sized layers and memory banks.
+        Idempotent.
         """
+        keep_map_k = facts is None and "map_k" not in fields
+        if facts is None:
+            facts = DataFacts(**{k: v for k, v in fields.items() if not (k == "map_k" and v == "auto")})
+            keep_map_k = keep_map_k or fields.get("map_k") == "auto"
+        elif fields:
+            raise TypeError(f"configure_data takes a DataFacts or keywords, not both (got {sorted(fields)})")
+        self._configure(facts, keep_map_k)
+
+    def _configure(self, facts: DataFacts, keep_map_k: bool = False) -> None:
         hp = self.hparams
-        if hp.num_classes is not None and hp.num_classes != num_classes:
-            raise ValueError(f"model was built for {hp.num_classes} classes but the data has {num_classes}")
-        if image_shape is not None:
-            want = (hp.in_channels or image_shape[0], hp.image_size or image_shape[-1])
+        if hp.num_classes is not None and hp.num_classes != facts.num_classes:
+            raise ValueError(f"model was built for {hp.num_classes} classes but the data has {facts.num_classes}")
+        if facts.image_shape is not None:
+            want = (hp.in_channels or facts.image_shape[0], hp.image_size or facts.image_shape[-1])
             if want != self._built_for:
                 if self._data_configured:
                     raise ValueError(f"model already configured for input {self._built_for}, data gives {want}")
                 self._build_network(*want)
             hp.in_channels, hp.image_size = want
-        hp.num_classes, hp.num_train = num_classes, num_train
-        self.multi_label = multi_label
-        if hp.map_k == "auto" and map_k != "auto":
-            self._build_metrics(map_k)
+        hp.num_classes, hp.num_train = facts.num_classes, facts.num_train
+        self.multi_label = facts.multi_label
+        self.data_facts = facts
+        if hp.map_k == "auto" and not keep_map_k:
+            self._build_metrics(facts.map_k)
         if not self._data_configured:
             self._data_configured = True
             self.on_data_configured()
@@ -291,13 +302,7 @@ class HashingMethod(L.LightningModule):
                     "Trainer (trainer.fit(model, datamodule=dm)) or call model.configure_data(...) first"
                 )
             return
-        self.configure_data(
-            num_classes=dm.num_classes,
-            num_train=dm.num_train,
-            image_shape=tuple(dm.image_shape),
-            map_k=dm.protocol.map_k,
-            multi_label=dm.multi_label,
-        )
+        self.configure_data(facts_of(dm))
 
     # ------------------------------------------------------------------ memory banks
     def add_memory_bank(self, name: str, dim: int, dtype: torch.dtype = torch.float32) -> MemoryBank:

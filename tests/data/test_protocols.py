@@ -79,13 +79,19 @@ def test_attributes_known_without_data(name, isolated_root):
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_constructor_signature(name):
-    """Every class takes the shared arguments first, fully type-hinted, defaulting to one of its protocols."""
+    """Every class takes the shared arguments, fully type-hinted (as LightningCLI sees them: a family's own options
+    come first and the base class's arguments through ``**kwargs``), and defaults to one of its protocols."""
+    from jsonargparse import ArgumentParser
+
     cls = datamodule_class_for(name)
-    params = inspect.signature(cls.__init__).parameters
-    names = [p for p in params if p != "self"]
-    assert names[: len(BASE_ARGS)] == BASE_ARGS
-    assert all(params[p].annotation is not inspect.Parameter.empty for p in names)
-    assert get_protocol(params["protocol"].default).family == get_protocol(name).family
+    parser = ArgumentParser()
+    parser.add_class_arguments(cls, "data")
+    options = [a.dest.removeprefix("data.") for a in parser._actions if a.dest.startswith("data.")]
+    assert set(BASE_ARGS) <= set(options)
+    own = inspect.signature(cls.__init__).parameters
+    assert all(p.annotation is not inspect.Parameter.empty for k, p in own.items() if k not in ("self", "kwargs"))
+    assert get_protocol(cls.default_protocol).family == get_protocol(name).family
+    assert cls(**{"protocol": None}).protocol.name == cls.default_protocol
 
 
 def test_shapes_per_transform(isolated_root):
