@@ -67,8 +67,8 @@ def pca(x: Tensor, n_components: int) -> tuple[Tensor, Tensor, Tensor]:
     evals, evecs = torch.linalg.eigh(cov)
     order = torch.argsort(evals, descending=True)[:n_components]
     vecs = evecs[:, order]
-    signs = torch.sign(vecs.gather(0, vecs.abs().argmax(0, keepdim=True)))
-    return mean, vecs * torch.where(signs == 0, 1.0, signs), evals[order]
+    signs = sign_with_zero_positive(vecs.gather(0, vecs.abs().argmax(0, keepdim=True)))
+    return mean, vecs * signs, evals[order]
 
 
 class ShallowHashingMethod(HashingMethod):

@@ -122,6 +122,7 @@ class CSQ(HashingMethod):
         code="https://github.com/yuanli2333/Hadamard-Matrix-for-hashing",
     )
     supervision = "pointwise"
+    loss_function = staticmethod(csq_loss)
     paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
 
     def __init__(
@@ -144,4 +145,4 @@ class CSQ(HashingMethod):
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
         targets = csq_targets(batch.labels, self.hash_centers, self.tie_break)
-        return csq_loss(self.hash_logits(batch.image), targets, self.lam)
+        return self.loss_function(self.hash_logits(batch.image), targets, self.lam)

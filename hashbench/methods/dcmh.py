@@ -132,6 +132,7 @@ class DCMH(CrossModalHashingMethod):
         code="https://github.com/jiangqy/DCMH-CVPR2017",
     )
     supervision = "cross-modal"
+    loss_function = staticmethod(dcmh_loss)
     paper_training = {
         "optimizer": "sgd",
         "lr": 10**-1.5,
@@ -212,7 +213,7 @@ class DCMH(CrossModalHashingMethod):
         index = batch.index
         # Σ over the known items outside the batch (the batch's columns come from the network).
         rest = own[known].sum(0) - own[index].sum(0)
-        return dcmh_loss(
+        return self.loss_function(
             u,
             batch.labels,
             other[known],

@@ -122,6 +122,7 @@ class DFEH(HashingMethod):
         reconstruction=True,
     )
     supervision = "pairwise"
+    loss_function = staticmethod(dfeh_loss)
     activation = "identity"
     # Only the SVHN class-aware sampling (20 images per class per iteration) is the paper's; it is a datamodule
     # option, so it is keyed by protocol under ``data_kwargs``. Everything else is hashbench's choice for an
@@ -167,4 +168,4 @@ class DFEH(HashingMethod):
         return self.backbone.forward_head(self.enhance(self.backbone.forward_map(x)))
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
-        return dfeh_loss(self(batch.image), batch.labels, self.margin, self.alpha, self.beta)
+        return self.loss_function(self(batch.image), batch.labels, self.margin, self.alpha, self.beta)

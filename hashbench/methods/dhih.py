@@ -27,7 +27,7 @@ Deviations from the paper:
     ``exclude_other_positives=True`` drops the logits of the other positive classes j ≠ y from the
     denominator of the term for y (only y and the image's negative classes compete). The abstract does not
     settle this; the option is a no-op on single-label data;
-  - plus λ·mean_i ||h_i − b_i||² / K, λ = ``lam`` = 0.1, b = sign(h).
+  - plus λ·mean_i ||h_i − b_i||² / K, λ = ``lam`` = 0.1, b = sign(h) with sign(0) = +1.
 - Training recipe: the paper's optimiser settings are not reachable to us, so every entry of ``paper_training``
   (SGD, momentum 0.9, head lr 0.01 for the hash layer and W, backbone lr 0.001 = lr/10, weight decay 5e-4,
   lr ×0.1 every 40 epochs, 100 epochs, batch 128) is hashbench's choice for fine-tuning an ImageNet-pretrained
@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hashbench.methods.base import FINETUNE_TRAINING, HashingMethod, Paper
+from hashbench.nn.losses import sign_with_zero_positive
 from hashbench.registry import register_method
 
 __all__ = ["dhih_loss", "lsoftmax_psi", "DHIH"]
@@ -130,7 +131,7 @@ def dhih_loss(
     has = n_pos > 0
     per_image = (ce * pos).sum(dim=1) / n_pos.clamp(min=1)
     margin_softmax = per_image[has].mean() if bool(has.any()) else h.sum() * 0.0
-    quantization = lam * (h - torch.sign(h).detach()).pow(2).sum(dim=1).mean() / k
+    quantization = lam * (h - sign_with_zero_positive(h.detach())).pow(2).sum(dim=1).mean() / k
     return {"margin_softmax": margin_softmax, "quantization": quantization, "loss": margin_softmax + quantization}
 
 
@@ -160,6 +161,7 @@ class DHIH(HashingMethod):
         reconstruction=True,
     )
     supervision = "pointwise"
+    loss_function = staticmethod(dhih_loss)
     # Every value is hashbench's choice for an ImageNet-pretrained AlexNet: the paper's recipe is not reachable to
     # us (see the module docstring). The backbone itself comes from the table specs' paper profile.
     paper_training: dict[str, Any] = {
@@ -195,7 +197,7 @@ class DHIH(HashingMethod):
         self.class_weight = nn.Parameter(w.to(self.device))
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
-        return dhih_loss(
+        return self.loss_function(
             self(batch.image),
             batch.labels,
             self.class_weight,

@@ -69,6 +69,7 @@ class DHN(HashingMethod):
         code="https://github.com/thuml/hash-caffe",
     )
     supervision = "pairwise"
+    loss_function = staticmethod(dhn_loss)
     paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
 
     def __init__(
@@ -81,4 +82,4 @@ class DHN(HashingMethod):
         self.alpha = alpha
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
-        return dhn_loss(self(batch.image), batch.labels, self.alpha)
+        return self.loss_function(self(batch.image), batch.labels, self.alpha)

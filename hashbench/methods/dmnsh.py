@@ -18,7 +18,7 @@ Deviations from the paper:
     without a positive or without a negative are skipped;
   - similarity s(a, b) = u_a·u_b / K in [-1, 1] for tanh codes;
   - multi-negative term L_mn = mean_i log(1 + Σ_{n∈N(i)} exp(γ·(s(i, n) − s(i, p(i)) + m))), γ = ``gamma`` = 10;
-  - quantization term L_q = mean_i ||u_i − b_i||² / K, b = sign(u), weighted by λ = ``lam`` = 0.1;
+  - quantization term L_q = mean_i ||u_i − b_i||² / K, b = sign(u) with sign(0) = +1, weighted by λ = ``lam`` = 0.1;
   - adaptive margin m = m0·(1 − s̄⁺), m0 = ``margin`` = 0.2, where s̄⁺ is a running mean (no gradient) of the
     batch's mean positive similarity s(i, p(i)), updated after each training step as
     s̄⁺ ← μ·s̄⁺ + (1 − μ)·mean_i s(i, p(i)) with μ = ``margin_momentum`` = 0.9 and s̄⁺ = 0 at the start (so the
@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from hashbench.methods.base import FINETUNE_TRAINING, HashingMethod, Paper
-from hashbench.nn.losses import label_similarity
+from hashbench.nn.losses import label_similarity, sign_with_zero_positive
 from hashbench.registry import register_method
 
 __all__ = ["dmnsh_loss", "sample_positives", "DMNSH"]
@@ -118,7 +118,7 @@ def dmnsh_loss(
     else:
         multi_negative = u.sum() * 0.0  # keeps the graph; nothing to learn from this batch's pairs
         positive_similarity = u.new_zeros(())
-    quantization = lam * (u - torch.sign(u).detach()).pow(2).sum(dim=1).mean() / k
+    quantization = lam * (u - sign_with_zero_positive(u.detach())).pow(2).sum(dim=1).mean() / k
     return {
         "multi_negative": multi_negative,
         "quantization": quantization,
@@ -141,6 +141,7 @@ class DMNSH(HashingMethod):
         reconstruction=True,
     )
     supervision = "triplet"
+    loss_function = staticmethod(dmnsh_loss)
     # Only "SGD" is known from the abstract; lr / momentum / schedule / epochs / batch size are our choice.
     # SGD is the paper's; the rest is hashbench's fine-tuning recipe (see the module docstring).
     paper_training = {**FINETUNE_TRAINING, "lr": 0.01}
@@ -178,7 +179,7 @@ class DMNSH(HashingMethod):
         u = self(batch.image)
         positive_index = sample_positives(batch.labels)
         margin = self.current_margin()
-        terms = dmnsh_loss(u, batch.labels, positive_index, margin, self.gamma, self.lam, self.num_negatives)
+        terms = self.loss_function(u, batch.labels, positive_index, margin, self.gamma, self.lam, self.num_negatives)
         if self.training and terms["anchors"] > 0:
             with torch.no_grad():
                 mu = self.margin_momentum

@@ -9,9 +9,9 @@ tanh) produce relaxed codes H_img, H_txt. They are trained with the multi-simila
 (CVPR 2019) applied three times, inside each modality and across them: L = MS(H_img) + MS(H_txt) + MS(H_img, H_txt).
 MS mines informative pairs (a negative is kept when it is closer than the hardest positive minus ε, a positive when
 it is farther than the hardest negative plus ε) and weights them by a soft-plus of their similarity (α for positives,
-β for negatives, threshold λ). A label-guided network maps each multi-hot label vector to label codes Y_L, whose
-similarity pattern [Y_L Y_Lᵀ > 0] decides which pairs count as positive (see Deviations for how hashbench trains
-it and which mask it uses by default).
+β for negatives, threshold λ; :func:`hashbench.nn.losses.multi_similarity_loss`). A label-guided network maps
+each multi-hot label vector to label codes Y_L, whose similarity pattern [Y_L Y_Lᵀ > 0] decides which pairs count
+as positive (see Deviations for how hashbench trains it and which mask it uses by default).
 
 Deviations from the paper:
 - The label network learns, and which mask the hash terms use is an argument. In the paper the label network's
@@ -54,57 +54,10 @@ from torch import Tensor, nn
 
 from hashbench.methods._crossmodal import CrossModalHashingMethod
 from hashbench.methods.base import Paper
-from hashbench.nn.losses import label_similarity
+from hashbench.nn.losses import label_similarity, multi_similarity_loss
 from hashbench.registry import register_method
 
-__all__ = ["multi_similarity_loss", "similarity_matrix", "dmsh_ln_loss", "LabelNetwork", "DMsHLN"]
-
-
-def multi_similarity_loss(
-    sim: Tensor,
-    pos_mask: Tensor,
-    neg_mask: Tensor,
-    alpha: float = 2.0,
-    beta: float = 40.0,
-    lam: float = 0.5,
-    epsilon: float = 0.1,
-) -> Tensor:
-    """Multi-similarity loss (Wang et al., CVPR 2019, Eq. 11 with the mining of Eq. 9-10) of a similarity matrix.
-
-    Row i is an anchor; P_i = {j : pos_mask[i, j]}, N_i = {k : neg_mask[i, k]}. Mining keeps negatives with
-    S_ik + ε > min_{j∈P_i} S_ij and positives with S_ij − ε < max_{k∈N_i} S_ik (an empty P_i or N_i keeps nothing,
-    since min ∅ = +∞ and max ∅ = −∞). Then
-
-        ℓ_i = 1/α · log(1 + Σ_{j∈P̃_i} e^{−α(S_ij − λ)}) + 1/β · log(1 + Σ_{k∈Ñ_i} e^{β(S_ik − λ)}),
-        L = Σ_i ℓ_i / B.
-
-    The mining is a selection (no gradient through it); both sums use a stable log-sum-exp.
-
-    Args:
-        sim: similarities [B, M] (cosine).
-        pos_mask: bool [B, M], candidate positives of each anchor (self pairs already removed).
-        neg_mask: bool [B, M], candidate negatives.
-        alpha: positive weighting scale α.
-        beta: negative weighting scale β.
-        lam: similarity threshold λ.
-        epsilon: mining margin ε.
-
-    Returns:
-        The scalar loss.
-    """
-    pos_mask, neg_mask = pos_mask.bool(), neg_mask.bool()
-    with torch.no_grad():
-        inf = torch.tensor(float("inf"), dtype=sim.dtype, device=sim.device)
-        hardest_pos = torch.where(pos_mask, sim, inf).amin(dim=1, keepdim=True)
-        hardest_neg = torch.where(neg_mask, sim, -inf).amax(dim=1, keepdim=True)
-        keep_neg = neg_mask & (sim + epsilon > hardest_pos)
-        keep_pos = pos_mask & (sim - epsilon < hardest_neg)
-    zero = sim.new_zeros(sim.shape[0], 1)
-    neg_inf = sim.new_full((), float("-inf"))
-    # log(1 + Σ_j e^{x_j}) = logsumexp([0, x_1, ...]); masked-out entries are −∞ and contribute e^{−∞} = 0.
-    pos_term = torch.logsumexp(torch.cat([zero, torch.where(keep_pos, -alpha * (sim - lam), neg_inf)], 1), 1) / alpha
-    neg_term = torch.logsumexp(torch.cat([zero, torch.where(keep_neg, beta * (sim - lam), neg_inf)], 1), 1) / beta
-    return (pos_term + neg_term).sum() / sim.shape[0]
+__all__ = ["similarity_matrix", "dmsh_ln_loss", "LabelNetwork", "DMsHLN"]
 
 
 def similarity_matrix(a: Tensor, b: Tensor, normalize: str = "embeddings") -> Tensor:
@@ -203,6 +156,7 @@ class DMsHLN(CrossModalHashingMethod):
         code="https://github.com/QinLab-WFU/DMsH-LN",
     )
     supervision = "cross-modal"
+    loss_function = staticmethod(dmsh_ln_loss)
     # Released code (utils/get_args.py, train/hash_train.py): BertAdam (AdamW-style), lr 1e-3 heads / 1e-5 CLIP,
     # wd 0.2, 10 % linear warm-up then cosine, 100 epochs, batch 128, CLIP ViT-B/32 towers, 32 text tokens.
     paper_training = {
@@ -256,7 +210,7 @@ class DMsHLN(CrossModalHashingMethod):
         h_img = self(batch.image)
         h_txt = self.text_forward(batch.text)
         y_l = self.label_network(batch.labels, self.label_scale()) if self.hparams.label_net else None
-        return dmsh_ln_loss(
+        return self.loss_function(
             h_img,
             h_txt,
             batch.labels,

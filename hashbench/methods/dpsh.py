@@ -89,6 +89,7 @@ class DPSH(HashingMethod):
         code="https://github.com/jiangqy/DPSH-pytorch",
     )
     supervision = "pairwise"
+    loss_function = staticmethod(dpsh_loss)
     paper_training = {
         "optimizer": "sgd",
         "lr": 0.05,
@@ -115,6 +116,6 @@ class DPSH(HashingMethod):
         bank = self.memory_bank("codes").values  # holds the batch's outputs now (detached)
         # The banks exist only after configure_data, which also set multi_label from the datamodule. The batch's
         # bank rows are u itself, so its gradient includes u_k's role as bank row k (see "Deviations").
-        return dpsh_loss(
+        return self.loss_function(
             u, batch.labels, bank, self.memory_bank("labels").values, self.eta, not self.multi_label, batch.index
         )

@@ -64,6 +64,7 @@ class DSH(HashingMethod):
         code="https://github.com/lhmRyan/deep-supervised-hashing-DSH",
     )
     supervision = "pairwise"
+    loss_function = staticmethod(dsh_loss)
     # The paper relaxes codes to the raw output of the last fully connected layer (no tanh).
     activation = "identity"
     paper_training = {
@@ -87,4 +88,4 @@ class DSH(HashingMethod):
         self.alpha = alpha
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
-        return dsh_loss(self(batch.image), batch.labels, self.margin, self.alpha)
+        return self.loss_function(self(batch.image), batch.labels, self.margin, self.alpha)

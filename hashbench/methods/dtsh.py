@@ -102,6 +102,7 @@ class DTSH(HashingMethod):
         code="https://github.com/Minione/DTSH",
     )
     supervision = "triplet"
+    loss_function = staticmethod(dtsh_loss)
     paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
 
     def __init__(
@@ -116,4 +117,4 @@ class DTSH(HashingMethod):
         self.lam = lam
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
-        return dtsh_loss(self(batch.image), batch.labels, self.alpha, self.lam)
+        return self.loss_function(self(batch.image), batch.labels, self.alpha, self.lam)

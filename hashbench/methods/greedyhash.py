@@ -70,6 +70,7 @@ class GreedyHash(HashingMethod):
         code="https://github.com/ssppp/GreedyHash",
     )
     supervision = "pointwise"
+    loss_function = staticmethod(greedyhash_loss)
     # The codes are sign(z) of the raw hash-layer output; there is no tanh relaxation.
     activation = "identity"
     paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
@@ -88,4 +89,4 @@ class GreedyHash(HashingMethod):
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
         z = self.hash_logits(batch.image)
-        return greedyhash_loss(z, batch.labels, self.classifier.weight, self.alpha, self.multi_label)
+        return self.loss_function(z, batch.labels, self.classifier.weight, self.alpha, self.multi_label)

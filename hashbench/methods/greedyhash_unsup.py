@@ -10,7 +10,8 @@ codes are trained to preserve the cosine similarity structure of deep features: 
 plus α·mean(| |h| − 1 |³) that keeps h near the binary values so the greedy step stays accurate.
 
 Deviations from the paper:
-- The feature similarity cos(f_i, f_j) is the fused cosine of hashbench's pseudo-similarity machinery (shared with
+- The feature similarity cos(f_i, f_j) is the fused cosine of hashbench's pseudo-similarity machinery (the
+  semantic-structure base class :class:`hashbench.methods._semantic.SemanticStructureHashing`, shared with
   SSDH / UDMSH): global + spatial features, centred and L2-normalised, C = (C_g + C_s)/2. The official code uses
   the frozen VGG-16 fc7 features of the network being trained; offline the ``auto`` source falls back to pixels.
 - The hashing network (``compact_cnn`` offline) is trained end to end; the official code freezes VGG-16 and trains
@@ -27,8 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hashbench.methods._semantic import SemanticStructureHashing
 from hashbench.methods.base import Paper
-from hashbench.methods.udmsh import SemanticStructureHashing
 from hashbench.nn.losses import sign_with_zero_positive
 from hashbench.registry import register_method
 
@@ -70,6 +71,7 @@ class GreedyHashUnsup(SemanticStructureHashing):
     )
     supervision = "unsupervised"
     activation = "identity"  # codes are sign(h) of the raw hash layer
+    loss_function = staticmethod(greedyhash_unsup_loss)
     paper_training = {
         "optimizer": "sgd",
         "lr": 1e-4,
@@ -110,4 +112,4 @@ class GreedyHashUnsup(SemanticStructureHashing):
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
         c, _, _ = self.batch_targets(batch)
-        return greedyhash_unsup_loss(self.hash_logits(batch.image), c, self.alpha)
+        return self.loss_function(self.hash_logits(batch.image), c, self.alpha)

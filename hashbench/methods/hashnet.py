@@ -89,6 +89,7 @@ class HashNet(HashingMethod):
         code="https://github.com/thuml/HashNet",
     )
     supervision = "pairwise"
+    loss_function = staticmethod(hashnet_loss)
     paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
 
     def __init__(
@@ -106,6 +107,6 @@ class HashNet(HashingMethod):
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
         beta = hashnet_beta(self.current_epoch, self.beta_step)
-        terms = hashnet_loss(self.hash_logits(batch.image), batch.labels, self.alpha, beta)
+        terms = self.loss_function(self.hash_logits(batch.image), batch.labels, self.alpha, beta)
         terms["beta"] = torch.tensor(beta)
         return terms

@@ -8,10 +8,12 @@ half-Gaussian to each side of its mode separates confidently similar pairs (left
 dissimilar pairs (right tail) from uncertain ones. Those two levels are the pseudo-labels; the codes' normalised
 inner products are regressed onto them and the uncertain pairs are ignored.
 
-In hashbench SSDH is UDMSH with the multi-level switch off: the same feature sources, the same threshold fit and
-the same loss function (:func:`hashbench.methods.udmsh.udmsh_loss`), with the middle band given weight 0. It is a
-**reconstruction** in the sense that the threshold fit and loss are the shared reconstruction documented in
-:mod:`hashbench.methods.udmsh` and :mod:`hashbench.nn.pseudo_similarity`.
+In hashbench SSDH is UDMSH with the multi-level switch off: the same base class
+(:class:`hashbench.methods._semantic.SemanticStructureHashing`: feature sources, threshold fit, per-batch targets)
+and the same loss function (:func:`hashbench.methods._semantic.semantic_structure_loss`, which UDMSH exports as
+``udmsh_loss``), with the middle band given weight 0. It is a **reconstruction** in the sense that the threshold
+fit and loss are the shared reconstruction documented in :mod:`hashbench.methods.udmsh` and
+:mod:`hashbench.nn.pseudo_similarity`.
 
 Deviations from the paper:
 - Feature source: the paper uses ImageNet-pretrained VGG-16 fc7 features; hashbench's ``auto`` source uses them
@@ -27,8 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hashbench.methods._semantic import SemanticStructureHashing, semantic_structure_loss
 from hashbench.methods.base import Paper
-from hashbench.methods.udmsh import SemanticStructureHashing
 from hashbench.registry import register_method
 
 __all__ = ["SSDH"]
@@ -47,6 +49,7 @@ class SSDH(SemanticStructureHashing):
         reconstruction=True,
     )
     supervision = "unsupervised"
+    loss_function = staticmethod(semantic_structure_loss)  # UDMSH's loss; the middle band has weight 0 here
     # The spec records SSDH's settings as lr 1e-3, batch 24-64; epochs are hashbench's choice.
     paper_training = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-5, "max_epochs": 50, "batch_size": 64}
 

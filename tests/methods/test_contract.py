@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import sys
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
+import hashbench.methods
 from hashbench.methods.base import SUPERVISION_KINDS, HashingMethod
 from hashbench.registry import get_method, list_methods
 from hashbench.testing import SyntheticHashingDataModule
+from tests.methods.test_crossmodal import _configured as _cross_modal_configured
+from tests.methods.test_crossmodal import _dm as _cross_modal_dm
 
 IMAGE_METHODS = [m for m in list_methods() if get_method(m).supervision != "cross-modal"]
+#: every method trained by gradient: all but the closed-form (shallow) baselines
+DEEP_METHODS = [m for m in list_methods() if get_method(m).supervision != "shallow"]
 
 
 def _configured(name: str, n_bits: int = 12, num_classes: int = 4, multi_label: bool = False) -> HashingMethod:
@@ -91,3 +98,67 @@ def test_fast_dev_run_on_synthetic_datamodule(name: str, tmp_path) -> None:
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)
     assert 0.0 <= float(model.test_report["mAP@all"]) <= 1.0
+
+
+@pytest.mark.parametrize("name", DEEP_METHODS)
+def test_loss_function_is_a_named_module_level_function(name: str) -> None:
+    fn = get_method(name).loss_function
+    assert fn is not None, f"{name} must name its loss: loss_function = staticmethod(<method>_loss)"
+    assert inspect.isfunction(fn), f"{name}.loss_function must be a plain function, got {fn!r}"
+    assert fn.__name__.endswith("_loss"), f"{name}.loss_function is {fn.__name__!r}; loss names end with '_loss'"
+    assert fn.__qualname__ == fn.__name__, f"{name}.loss_function {fn.__qualname__!r} is not at module level"
+    module = sys.modules[fn.__module__]
+    assert getattr(module, fn.__name__, None) is fn, f"{fn.__module__}.{fn.__name__} is not that function"
+
+
+@pytest.mark.parametrize("name", list_methods(supervision="shallow"))
+def test_closed_form_methods_have_no_loss_function(name: str) -> None:
+    assert get_method(name).loss_function is None
+
+
+@pytest.mark.parametrize("name", DEEP_METHODS)
+def test_compute_loss_calls_its_loss_function(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compute_loss`` goes through ``self.loss_function`` (one place), and its total is that function's."""
+    cls = get_method(name)
+    if cls.supervision == "cross-modal":
+        dm = _cross_modal_dm()
+        model = _cross_modal_configured(name, dm)
+        batch = next(iter(dm.train_dataloader()))
+    else:
+        model, batch = _configured(name), _batch()
+    original = cls.loss_function
+    results: list[dict[str, torch.Tensor]] = []
+
+    def recording(*args, **kwargs):
+        terms = original(*args, **kwargs)
+        results.append(terms)
+        return terms
+
+    monkeypatch.setattr(cls, "loss_function", staticmethod(recording))
+    model.train()
+    terms = model.compute_loss(batch)
+    assert results, f"{name}.compute_loss did not call {original.__name__} through self.loss_function"
+    # One call (the image methods, DMsH-LN) or one per modality (DCMH): the total is the sum of what it returned.
+    assert torch.equal(terms["loss"], sum(r["loss"] for r in results))
+
+
+def test_no_method_module_imports_another() -> None:
+    """Shared code of a family lives in an ``_``-module (``_shallow``, ``_crossmodal``, ``_semantic``) or in
+    ``hashbench.nn``; a method file never imports another method's file, so that each method file can change
+    without changing another method (the table runner's code hash follows a method's class hierarchy)."""
+    folder = Path(hashbench.methods.__file__).parent
+    method_modules = {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_") and p.stem != "base"}
+    offenders = []
+    for stem in sorted(method_modules):
+        for node in ast.walk(ast.parse((folder / f"{stem}.py").read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if isinstance(node, ast.ImportFrom) and node.module == "hashbench.methods":
+                names = [f"hashbench.methods.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[:2] == ["hashbench", "methods"] and len(parts) > 2 and parts[2] in method_modules:
+                    offenders.append(f"{stem}.py imports {name}")
+    assert len(method_modules) > 10
+    assert not offenders, offenders
