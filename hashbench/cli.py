@@ -53,8 +53,9 @@ def rewrite_lightning_args(argv: list[str]) -> tuple[list[str], str]:
 
     ``--model DPSH`` -> ``--model hashbench.methods.dpsh.DPSH``; ``--data cifar10-1`` ->
     ``--data hashbench.data.CIFAR10DataModule --data.protocol cifar10-1``. Returns the new argv and the W&B mode.
+    Method names go through :func:`hashbench.registry.resolve_method` (a class path is passed on as it is).
     """
-    from hashbench.registry import get_method
+    from hashbench.registry import resolve_method
 
     argv = list(argv)
     wandb_mode = _pop_option(argv, "--wandb") or os.environ.get("WANDB_MODE", "offline")
@@ -76,8 +77,8 @@ def rewrite_lightning_args(argv: list[str]) -> tuple[list[str], str]:
             if value is not None and not _is_class_path_or_config(value):
                 if key == "--model":
                     try:
-                        cls = get_method(value)
-                    except KeyError as err:
+                        cls = resolve_method(value)
+                    except (KeyError, TypeError) as err:
                         raise SystemExit(str(err.args[0])) from None
                     out += [key, f"{cls.__module__}.{cls.__qualname__}"]
                 else:
@@ -178,7 +179,9 @@ def _run(argv: list[str]) -> int:
         prog="hashbench run",
         description="Fit one method on one protocol, keep the best validation epoch, test it and print the metrics.",
     )
-    parser.add_argument("--model", "--method", dest="method", required=True, help="registry name, e.g. DPSH")
+    parser.add_argument(
+        "--model", "--method", dest="method", required=True, help="registry name (e.g. DPSH) or a class's import path"
+    )
     parser.add_argument("--data", default="fashion-mnist", help="protocol name (see `hashbench data list`)")
     parser.add_argument("--bits", type=int, nargs="+", default=[48], help="code lengths (default: 48)")
     parser.add_argument("--seed", type=int, default=0)
@@ -186,15 +189,21 @@ def _run(argv: list[str]) -> int:
     parser.add_argument("--epochs", type=int, help="override the profile's number of epochs")
     parser.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
     args = parser.parse_args(argv)
+    from hashbench.bench.profiles import resolve_profile
     from hashbench.bench.run import run_cell
+    from hashbench.registry import resolve_method
 
+    try:
+        profile = resolve_profile(None, args.profile, resolve_method(args.method))
+    except (KeyError, TypeError, ValueError) as err:
+        raise SystemExit(str(err.args[0])) from None
     for bits in args.bits:
         res = run_cell(
             args.method,
             args.data,
             n_bits=bits,
             seed=args.seed,
-            profile=args.profile,
+            profile=profile,
             trainer_kwargs={"max_epochs": args.epochs} if args.epochs else None,
             progress=args.progress,
         )

@@ -45,3 +45,28 @@ def test_fit_then_test_from_checkpoint(tmp_path, monkeypatch) -> None:
     assert {p.name for p in ckpts} == {"best-epoch=0.ckpt", "last.ckpt"}
     assert (tmp_path / "runs/csv/version_0/metrics.csv").read_text().count("val/mAP") >= 1
     main(["test", *common, *quiet, "--ckpt_path", str(ckpts[0])])
+
+
+def test_run_resolves_method_and_profile_before_training(monkeypatch, capsys) -> None:
+    import types
+
+    import hashbench.bench.run as run_module
+    from hashbench.bench.profiles import resolve_profile
+    from hashbench.registry import resolve_method
+
+    with pytest.raises(SystemExit, match="unknown method 'nope'"):
+        main(["run", "--model", "nope"])
+    with pytest.raises(SystemExit, match="unknown profile 'nope'"):
+        main(["run", "--model", "DPSH", "--profile", "nope"])
+    calls = []
+
+    def fake_run_cell(method, protocol, **kwargs):
+        calls.append((method, kwargs["profile"]))
+        return types.SimpleNamespace(
+            method=method, protocol=protocol, best_epoch=0, wall_time_s=0.0, metrics={"mAP@all": 0.5}
+        )
+
+    monkeypatch.setattr(run_module, "run_cell", fake_run_cell)
+    assert main(["run", "--model", "dfeh", "--profile", "paper", "--bits", "12"]) == 0
+    assert calls == [("dfeh", resolve_profile(None, "paper", resolve_method("DFEH")))]  # a resolved mapping
+    assert "mAP@all=0.5000" in capsys.readouterr().out

@@ -107,6 +107,18 @@ def test_the_family_is_found_by_protocol_name(tinyset):
     assert dm.facts.num_train == 4 * 9  # 12 per class, a quarter held out for validation
 
 
+def test_the_family_file_enters_the_cells_code_hash(tinyset):
+    """A cell on a plugin family goes stale when the family's file changes (hashbench's own data code is shared)."""
+    from hashbench.bench.grid import data_source_hash
+
+    assert data_source_hash("cifar10") is None
+    before = data_source_hash("tinyset")
+    assert before is not None
+    path = tinyset / "pkg" / "tinyset_family.py"
+    path.write_text(path.read_text() + "\n# changed\n")
+    assert data_source_hash("tinyset") not in (None, before)
+
+
 def test_train_on_the_new_family_through_the_cli(tinyset):
     from hashbench.cli import main
 

@@ -1,6 +1,7 @@
 """Benchmarks as data: table specs → cells → results store → leaderboards.
 
 - :mod:`hashbench.bench.run`: :func:`~hashbench.bench.run.run_cell`, the one code path every number goes through.
+- :mod:`hashbench.bench.profiles`: the training profiles and :func:`~hashbench.bench.profiles.resolve_profile`.
 - :mod:`hashbench.bench.spec`: ``experiments/tables/<name>.yaml`` parsing and validation.
 - :mod:`hashbench.bench.grid`: methods × bits × seeds expansion, cache keys, shards.
 - :mod:`hashbench.bench.store`: one JSON per finished cell (atomic writes) and per-cell locks.

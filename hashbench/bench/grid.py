@@ -8,9 +8,9 @@ is ``<config hash>-<code hash>``:
   argument or the data protocol makes a new cell;
 - the **code hash** covers the code the number depends on: ``hashbench.__version__``, the method's own source
   file, and the shared code every cell runs through (``methods/base.py``, ``nn/``, ``metrics/``, ``data/``
-  including the committed split files, ``bench/run.py``). Editing another method's file, the README, the tests
-  or the table renderer does *not* invalidate a cell; editing the shared training/evaluation code invalidates
-  all of them.
+  including the committed split files, ``bench/run.py``, ``bench/profiles.py``, ``registry.py``). Editing another
+  method's file, the README, the tests or the table renderer does *not* invalidate a cell; editing the shared
+  training/evaluation code invalidates all of them.
 
 The git commit (and whether the tree was dirty) is recorded in every cell as provenance but is not part of the
 key, since most commits do not touch the code above; pass ``strict=True`` (CLI ``--strict-version``) to add it
@@ -35,13 +35,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from hashbench.bench.spec import TableSpec, resolve_methods, resolve_profile
+from hashbench.bench.profiles import resolve_profile
+from hashbench.bench.spec import TableSpec, resolve_methods
 
 __all__ = ["Cell", "expand_grid", "shard_cells", "parse_shard", "code_version", "config_hash", "git_info"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 #: Shared code every cell's number depends on (relative to the package folder).
-SHARED_CODE = ("methods/base.py", "methods/__init__.py", "nn", "metrics", "data", "bench/run.py", "registry.py")
+SHARED_CODE = (
+    "methods/base.py",
+    "methods/__init__.py",
+    "nn",
+    "metrics",
+    "data",
+    "bench/run.py",
+    "bench/profiles.py",
+    "registry.py",
+)
 
 
 def _canonical(obj: Any) -> str:
@@ -80,7 +90,7 @@ def method_source_files(method_cls: type) -> list[Path]:
     """The method's own file plus every ``hashbench.methods`` file its class hierarchy comes from.
 
     ``methods/base.py`` is shared code (hashed for every cell); a method built on another module's class
-    (DCMH on ``_crossmodal.py``, LSH on ``_shallow.py``, SSDH on ``udmsh.py``) depends on that file too.
+    (DCMH on ``_crossmodal.py``, LSH on ``_shallow.py``, SSDH on ``_semantic.py``) depends on that file too.
     """
     files: list[Path] = []
     for klass in inspect.getmro(method_cls):
@@ -127,7 +137,23 @@ def git_info() -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
-def code_version(method_cls: type | None, strict: bool = False) -> dict[str, Any]:
+def data_source_hash(protocol: str | None) -> str | None:
+    """Hash of the file defining the protocol's datamodule class when it lives outside hashbench (a plugin family,
+    see :mod:`hashbench.plugins`), else ``None`` (hashbench's own data code is part of the shared code)."""
+    if not protocol:
+        return None
+    from hashbench.data.registry import datamodule_class_for
+
+    try:
+        source = inspect.getsourcefile(datamodule_class_for(protocol))
+    except (KeyError, TypeError):
+        return None
+    if source is None or Path(source).resolve().is_relative_to(_PACKAGE):
+        return None
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+
+
+def code_version(method_cls: type | None, strict: bool = False, protocol: str | None = None) -> dict[str, Any]:
     """What the cell's code hash is made of, plus the git commit as provenance."""
     import hashbench
 
@@ -138,11 +164,14 @@ def code_version(method_cls: type | None, strict: bool = False) -> dict[str, Any
         "git": git_info(),
         "strict": strict,
     }
+    data_source = data_source_hash(protocol)
+    if data_source is not None:
+        version["data_source"] = data_source
     return version
 
 
 def _code_hash(version: dict[str, Any]) -> str:
-    keyed = {k: version[k] for k in ("hashbench", "method_source", "shared_code")}
+    keyed = {k: version[k] for k in ("hashbench", "method_source", "shared_code", "data_source") if k in version}
     if version.get("strict"):
         keyed["git"] = version["git"]
     return hashlib.sha256(_canonical(keyed).encode()).hexdigest()
@@ -200,8 +229,7 @@ def expand_grid(
     Raises:
         ValueError: a ``methods``/``bits`` restriction names something the spec does not contain.
     """
-    from hashbench.bench.run import resolve_method
-    from hashbench.registry import normalize_name
+    from hashbench.registry import normalize_name, resolve_method
 
     profile = profile or spec.profile
     seeds = list(seeds) if seeds is not None else list(spec.seeds)
@@ -243,7 +271,7 @@ def expand_grid(
         backbone = prof.pop("backbone", spec.backbone)
         if backbone is not None:
             mkw.setdefault("backbone", backbone)
-        code = code_version(cls, strict=strict)
+        code = code_version(cls, strict=strict, protocol=spec.protocol if spec.datamodule is None else None)
         for n_bits in use_bits:
             for seed in seeds:
                 config = {

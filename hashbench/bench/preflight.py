@@ -157,8 +157,8 @@ def preflight(
         download: let the data check download public datasets (CIFAR-10, SVHN, Fashion-MNIST) that are missing.
         pending: which cells will run (default: those the store lacks); cached cells need no data or weights.
     """
-    from hashbench.bench.run import resolve_method
     from hashbench.bench.runner import check_wandb_mode
+    from hashbench.registry import resolve_method
 
     report = PreflightReport()
     todo = [c for c in cells if (pending(c) if pending else not store.has(c.key))]

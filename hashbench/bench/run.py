@@ -18,7 +18,10 @@ from typing import Any
 import lightning as L
 import torch
 
-from hashbench.registry import get_method
+# ``PROFILES`` and ``resolve_method`` are re-exported here for the benchmarks and older imports; they live in
+# hashbench.bench.profiles and hashbench.registry.
+from hashbench.bench.profiles import PROFILES, resolve_profile
+from hashbench.registry import resolve_method
 
 __all__ = [
     "PROFILES",
@@ -29,21 +32,6 @@ __all__ = [
     "per_device_batch_size",
     "resolve_method",
 ]
-
-#: Training profiles shared by every method so results are comparable. ``quick`` is the short CPU schedule of
-#: the offline leaderboards; ``paper`` takes each method's ``paper_training`` recipe.
-PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {
-        "max_epochs": 1,
-        "batch_size": 64,
-        "optimizer": "adam",
-        "lr": 1e-3,
-        "train_limit": 256,
-        "eval_limit": 512,
-    },
-    "quick": {"max_epochs": 10, "batch_size": 128, "optimizer": "adam", "lr": 1e-3},
-    "paper": {},
-}
 
 
 @dataclass
@@ -68,7 +56,7 @@ def run_cell(
     protocol: str = "fashion-mnist",
     n_bits: int = 48,
     seed: int = 0,
-    profile: str | Mapping[str, Any] = "quick",
+    profile: Mapping[str, Any] | str = "quick",
     datamodule: Any | None = None,
     method_kwargs: dict[str, Any] | None = None,
     data_kwargs: dict[str, Any] | None = None,
@@ -84,9 +72,11 @@ def run_cell(
         protocol: data protocol name (see ``hashbench data list``); ignored when ``datamodule`` is given.
         n_bits: code length.
         seed: seeds Python/NumPy/torch (``L.seed_everything``) and the datamodule.
-        profile: ``smoke`` | ``quick`` | ``paper`` (see :data:`PROFILES`), or the profile's settings as a mapping
-            (what the table runner passes: a table's resolved profile). ``batch_size`` is the *global* batch:
-            with ``trainer_kwargs["devices"] = n > 1`` each process gets ``batch_size / n``.
+        profile: the resolved training settings (a mapping, e.g. from
+            :func:`hashbench.bench.profiles.resolve_profile`; what the table runner passes). For convenience a
+            built-in profile name (``smoke`` | ``quick`` | ``paper``) is accepted too and resolved by that same
+            function for ``method``. ``batch_size`` is the *global* batch: with ``trainer_kwargs["devices"] = n > 1``
+            each process gets ``batch_size / n``.
         datamodule: an already-built datamodule (tests, custom data), or ``{"class_path": ..., "init_args": ...}``
             to build one (``batch_size`` and ``seed`` are filled in when its constructor takes them).
         method_kwargs / data_kwargs / trainer_kwargs: overrides applied after the profile.
@@ -97,14 +87,7 @@ def run_cell(
     import tempfile
 
     cls = resolve_method(method)
-    if isinstance(profile, Mapping):
-        prof = dict(profile)
-    elif profile == "paper":
-        prof = dict(cls.paper_training)
-    elif profile in PROFILES:
-        prof = dict(PROFILES[profile])
-    else:
-        raise ValueError(f"unknown profile {profile!r}; built-in profiles: {', '.join(PROFILES)} (or pass a mapping)")
+    prof = resolve_profile(None, profile, cls)  # a mapping is copied as is
     max_epochs = int(prof.pop("max_epochs", 10))
     max_steps = prof.pop("max_steps", None)
     batch_size = per_device_batch_size(int(prof.pop("batch_size", 128)), (trainer_kwargs or {}).get("devices"))
@@ -252,21 +235,3 @@ def instantiate_datamodule(spec: Mapping[str, Any], batch_size: int, seed: int) 
     if "seed" in params:
         kwargs.setdefault("seed", seed)
     return cls(**kwargs)
-
-
-def resolve_method(name: str) -> type:
-    """A registered method by name, or an out-of-tree class by dotted path (``mypkg.mymodule.MyHash``).
-
-    Raises:
-        KeyError: neither a registered name nor an importable class.
-    """
-    try:
-        return get_method(name)
-    except KeyError:
-        if "." not in name:
-            raise
-    module_name, _, class_name = name.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise KeyError(f"{name!r} is neither a registered method nor an importable class ({err})") from err

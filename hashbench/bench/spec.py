@@ -65,6 +65,9 @@ from typing import Any
 
 import yaml
 
+from hashbench.bench.profiles import resolve_profile
+from hashbench.registry import ALL_METHODS
+
 __all__ = [
     "TableSpec",
     "Variant",
@@ -78,8 +81,9 @@ __all__ = [
     "ALL_METHODS",
 ]
 
-#: ``methods: all`` resolves to every registered method that is not cross-modal, at run time.
-ALL_METHODS = "all"
+# ``methods: all`` (:data:`hashbench.registry.ALL_METHODS`) resolves to every registered method that is not
+# cross-modal, at run time (:func:`hashbench.registry.resolve_methods`). ``resolve_profile`` is
+# :func:`hashbench.bench.profiles.resolve_profile`, importable from here too.
 _KEYS = {
     "name",
     "title",
@@ -229,18 +233,6 @@ def _int_list(where: str, key: str, value: Any, *, minimum: int) -> list[int]:
     return out
 
 
-def _canonical_method(name: str) -> tuple[str, type]:
-    """(registered canonical name or import path, class) of a method name; KeyError when neither resolves."""
-    from hashbench.bench.run import resolve_method
-    from hashbench.registry import get_method
-
-    try:
-        cls = get_method(name)
-        return cls.method_name, cls
-    except KeyError:
-        return name, resolve_method(name)  # an out-of-tree class: keyed by its import path
-
-
 def _constructor_arguments(cls: type) -> set[str] | None:
     """Keyword arguments ``cls(...)`` accepts, following ``**kwargs`` up the MRO; ``None`` = cannot tell (any)."""
     names: set[str] = set()
@@ -270,7 +262,7 @@ def _parse_variants(where: str, value: Any, methods: list[str] | str) -> dict[st
         return {}
     if methods == ALL_METHODS:
         raise _fail(where, "'variants' need an explicit 'methods' list naming them ('methods: all' has no variants)")
-    from hashbench.registry import list_methods, normalize_name
+    from hashbench.registry import canonical_method_name, list_methods, normalize_name, resolve_method
 
     registered = {normalize_name(m): m for m in list_methods()}
     names = {normalize_name(str(n)): str(n) for n in value}
@@ -305,13 +297,16 @@ def _parse_variants(where: str, value: Any, methods: list[str] | str) -> dict[st
         if normalize_name(base) in names:
             raise _fail(where, f"{label}.method {base!r} is a variant; a variant builds on a registered method")
         try:
-            canonical, cls = _canonical_method(base)
+            cls = resolve_method(base)
+            canonical = canonical_method_name(base)
         except KeyError:
             raise _fail(
                 where,
                 f"{label}.method {base!r} is not a registered method (nor an importable class path); registered "
                 f"methods: {', '.join(list_methods())}",
             ) from None
+        except TypeError as err:
+            raise _fail(where, f"{label}.method: {err}") from None
         kwargs = body.get("kwargs", {})
         if not isinstance(kwargs, Mapping):
             raise _fail(where, f"{label}.kwargs must be a mapping of constructor arguments, got {kwargs!r}")
@@ -501,89 +496,9 @@ def resolve_methods(spec: TableSpec) -> tuple[list[str], list[str]]:
 
     ``all`` resolves from the registry at call time: every method whose ``supervision`` is not ``cross-modal``.
     A name with a dot that is not registered is tried as the import path of an out-of-tree method class. A variant
-    row counts as registered under its row name (as spelled in ``variants``), since its base method is.
+    row counts as registered under its row name (as spelled in ``variants``), since its base method is. See
+    :func:`hashbench.registry.resolve_methods`.
     """
-    from hashbench.registry import get_method, list_methods, normalize_name
+    from hashbench.registry import resolve_methods as resolve
 
-    if spec.methods == ALL_METHODS:
-        return [m for m in list_methods() if getattr(get_method(m), "supervision", "") != "cross-modal"], []
-    found: list[str] = []
-    missing: list[str] = []
-    for name in spec.methods:
-        variant = spec.variant_for(name)
-        if variant is not None:
-            canonical = variant.name
-        else:
-            try:
-                canonical, _ = _canonical_method(name)
-            except KeyError:
-                missing.append(name)
-                continue
-        if normalize_name(canonical) not in {normalize_name(f) for f in found}:
-            found.append(canonical)
-    return found, missing
-
-
-def resolve_profile(
-    spec: TableSpec, profile: str, method_cls: type | None = None, method: str | None = None
-) -> dict[str, Any]:
-    """The full training settings of ``profile`` for one method: what goes into the cell's cache key.
-
-    Order: a table profile's ``base`` (or the built-in profile of the same name) → the table's overrides → the
-    profile's ``per_method`` entry for ``method_cls`` → its entry for ``method`` (a variant's row name); a
-    ``per_method`` ``data`` mapping updates the profile's ``data``. The built-in ``paper`` profile is the method's
-    own ``paper_training`` recipe.
-
-    Args:
-        spec: the table.
-        profile: profile name (built-in or defined by the table).
-        method_cls: the method class (its ``paper_training``; its name selects a ``per_method`` entry).
-        method: the table row, when it is not the class's registered name (a variant).
-
-    Raises:
-        SpecError: unknown profile name.
-    """
-    from hashbench.bench.run import PROFILES
-    from hashbench.registry import normalize_name
-
-    def builtin(name: str) -> dict[str, Any]:
-        if name == "paper":
-            return dict(getattr(method_cls, "paper_training", {}) or {})
-        if name not in PROFILES:
-            known = sorted({*PROFILES, *spec.profiles})
-            raise SpecError(f"table {spec.name!r}: unknown profile {name!r}; known profiles: {known}")
-        return dict(PROFILES[name])
-
-    if profile in spec.profiles:
-        body = dict(spec.profiles[profile])
-        per_method = body.pop("per_method", None) or {}
-        base = body.pop("base", profile if profile in PROFILES else None)
-        settings = builtin(base) if base else {}
-        settings.update(body)
-        for row in _rows_of(method_cls, method):
-            for key, override in per_method.items():
-                if normalize_name(str(key)) == normalize_name(row):
-                    _apply_override(settings, override)
-        return settings
-    return builtin(profile)
-
-
-def _rows_of(method_cls: type | None, method: str | None) -> list[str]:
-    """The names a ``per_method`` entry may use for one cell: the base method's, then the row's."""
-    from hashbench.registry import normalize_name
-
-    rows = []
-    if method_cls is not None:
-        path = f"{method_cls.__module__}.{method_cls.__qualname__}"  # an out-of-tree class is named by its path
-        rows.append(str(getattr(method_cls, "method_name", None) or path))
-    if method is not None and all(normalize_name(method) != normalize_name(r) for r in rows):
-        rows.append(method)
-    return rows
-
-
-def _apply_override(settings: dict[str, Any], override: Mapping[str, Any]) -> None:
-    for key, value in override.items():
-        if key == "data" and isinstance(settings.get("data"), Mapping):
-            settings["data"] = {**settings["data"], **value}
-        else:
-            settings[key] = dict(value) if isinstance(value, Mapping) else value
+    return resolve(spec.methods, rows=spec.variants)

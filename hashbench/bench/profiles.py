@@ -1,0 +1,128 @@
+"""Training profiles: the built-in ones, a table spec's own, and the one function that resolves either.
+
+A *profile* is the training settings a cell runs with (epochs, batch size, optimiser, learning rate, optional data
+limits, and for table profiles a ``backbone`` and datamodule ``data`` settings). Everything downstream takes the
+*resolved* settings, a plain mapping: :func:`resolve_profile` is the only place a profile name becomes settings,
+for the table runner (``expand_grid`` stores the result in the cell's configuration, so it is part of the cache
+key) and for :func:`hashbench.bench.run.run_cell` called with a name.
+
+Built-in profiles (:data:`PROFILES`):
+
+- ``smoke``: one short epoch on a few hundred images (does it run at all);
+- ``quick``: the short CPU schedule of the offline leaderboards, shared by every method so results compare;
+- ``paper``: each method's own ``paper_training`` recipe (the class attribute).
+
+A table spec's ``profiles:`` entry resolves in this order (later wins): its ``base`` (a built-in profile; default:
+the built-in of the same name, else nothing) → the entry's own settings → its ``per_method`` entry for the base
+method → its entry for the row (a variant's name). A ``data`` mapping of a ``per_method`` entry updates the
+profile's ``data`` instead of replacing it. A name the table does not define is a built-in profile.
+
+Example:
+    >>> resolve_profile(None, "quick")["max_epochs"]
+    10
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hashbench.bench.spec import TableSpec
+
+__all__ = ["PROFILES", "BUILTIN_PROFILES", "resolve_profile"]
+
+#: Training profiles shared by every method so results are comparable. ``quick`` is the short CPU schedule of
+#: the offline leaderboards; ``paper`` takes each method's ``paper_training`` recipe.
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "max_epochs": 1,
+        "batch_size": 64,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "train_limit": 256,
+        "eval_limit": 512,
+    },
+    "quick": {"max_epochs": 10, "batch_size": 128, "optimizer": "adam", "lr": 1e-3},
+    "paper": {},
+}
+#: names of the built-in profiles
+BUILTIN_PROFILES = tuple(PROFILES)
+
+
+def resolve_profile(
+    spec: TableSpec | None,
+    profile: str | Mapping[str, Any],
+    method_cls: type | None = None,
+    method: str | None = None,
+) -> dict[str, Any]:
+    """The full training settings of ``profile`` for one method: what a cell runs with (and its cache key holds).
+
+    Args:
+        spec: the table whose ``profiles:`` may define ``profile``; ``None`` for the built-in profiles only.
+        profile: a profile name (a table's or a built-in one), or already resolved settings (returned as a copy).
+        method_cls: the method class: its ``paper_training`` is the ``paper`` profile; its registered name (an
+            out-of-tree class: its import path) selects a ``per_method`` entry.
+        method: the table row when it is not the class's registered name (a variant), for ``per_method``.
+
+    Returns:
+        a new dict (resolving never modifies the spec or :data:`PROFILES`).
+
+    Raises:
+        SpecError: with a ``spec``, an unknown profile name (the message lists the table's and the built-in ones).
+        ValueError: without one, a name that is not a built-in profile.
+    """
+    if isinstance(profile, Mapping):
+        return dict(profile)
+    table_profiles = spec.profiles if spec is not None else {}
+
+    def builtin(name: str) -> dict[str, Any]:
+        if name == "paper":
+            return dict(getattr(method_cls, "paper_training", {}) or {})
+        if name in PROFILES:
+            return dict(PROFILES[name])
+        if spec is not None:
+            from hashbench.bench.spec import SpecError
+
+            known = sorted({*PROFILES, *table_profiles})
+            raise SpecError(f"table {spec.name!r}: unknown profile {name!r}; known profiles: {known}")
+        raise ValueError(f"unknown profile {name!r}; built-in profiles: {', '.join(PROFILES)} (or pass a mapping)")
+
+    if profile not in table_profiles:
+        return builtin(profile)
+    body = dict(table_profiles[profile])
+    per_method = body.pop("per_method", None) or {}
+    base = body.pop("base", profile if profile in PROFILES else None)
+    settings = builtin(base) if base else {}
+    settings.update(body)
+    for row in _rows_of(method_cls, method):
+        for key, override in per_method.items():
+            if _same_name(str(key), row):
+                _apply_override(settings, override)
+    return settings
+
+
+def _same_name(a: str, b: str) -> bool:
+    from hashbench.registry import normalize_name
+
+    return normalize_name(a) == normalize_name(b)
+
+
+def _rows_of(method_cls: type | None, method: str | None) -> list[str]:
+    """The names a ``per_method`` entry may use for one cell: the base method's, then the row's."""
+    from hashbench.registry import canonical_method_name
+
+    rows = []
+    if method_cls is not None:
+        rows.append(canonical_method_name(method_cls))
+    if method is not None and not any(_same_name(method, r) for r in rows):
+        rows.append(method)
+    return rows
+
+
+def _apply_override(settings: dict[str, Any], override: Mapping[str, Any]) -> None:
+    for key, value in override.items():
+        if key == "data" and isinstance(settings.get("data"), Mapping):
+            settings["data"] = {**settings["data"], **value}
+        else:
+            settings[key] = dict(value) if isinstance(value, Mapping) else value
