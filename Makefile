@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format bench demo clean fashion-mnist tables gpu-check
+.PHONY: help install test test-all lint format bench demo clean fashion-mnist tables gpu-check docs
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | sort | \
@@ -28,6 +28,9 @@ test: install ## Run the test suite (skips tests marked slow/data; what CI runs)
 
 test-all: install ## Run every test, slow ones included (data tests still need the datasets)
 	$(BIN)/python -m pytest -q
+
+docs: install ## Rewrite README.md's method table from the registry (`hashbench list --markdown`)
+	$(BIN)/python -c "from hashbench.docs import update_readme; update_readme('README.md')"
 
 lint: install ## ruff check + format check
 	$(BIN)/ruff check .

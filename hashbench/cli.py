@@ -158,11 +158,19 @@ def _list(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="hashbench list", description="List registered methods or protocols.")
     parser.add_argument("pattern", nargs="?", help="glob over method names, e.g. 'd*h'")
     parser.add_argument("--protocols", action="store_true", help="list data protocols instead of methods")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print README.md's method table (paper, venue, supervision, loss)"
+    )
     args = parser.parse_args(argv)
     if args.protocols:
         from hashbench.data.cli import main as data_main
 
         return data_main(["list"])
+    if args.markdown:
+        from hashbench.docs import method_table
+
+        print(method_table(args.pattern), end="")  # the README's table (`make docs`): hashbench's own methods
+        return 0
     from hashbench.registry import get_method, list_methods
 
     rows = [(n, get_method(n)) for n in list_methods(args.pattern)]
