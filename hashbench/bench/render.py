@@ -89,7 +89,7 @@ class Row:
 
 
 def metric_definition(metric: str) -> str:
-    """The definition written into every leaderboard header (shared/specs/evaluation.md)."""
+    """The definition written into every leaderboard header."""
     if metric.startswith("mAP@"):
         cut = metric.split("@", 1)[1]
         cut_txt = "the whole database" if cut == "all" else f"the top {cut} items"

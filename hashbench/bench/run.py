@@ -2,7 +2,9 @@
 
 This is the single code path that every reported number goes through (benchmarks, the table runner, the CLI's
 ``hashbench run``). The checkpoint rule: the epoch with the best validation mAP (validation queries carved from
-the training split, never the query set); with ``val_fraction=0`` the last epoch.
+the training split, never the query set); with ``val_fraction=0`` the last epoch. A profile with ``patience``
+adds early stopping on that same validation mAP (stop once it has not improved by more than ``min_delta`` for
+``patience`` consecutive epochs; ``max_epochs`` stays the cap).
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ def run_cell(
     max_epochs = int(prof.pop("max_epochs", 10))
     max_steps = prof.pop("max_steps", None)
     batch_size = per_device_batch_size(int(prof.pop("batch_size", 128)), (trainer_kwargs or {}).get("devices"))
+    patience = prof.pop("patience", None)
+    min_delta = float(prof.pop("min_delta", 0.0))
     data_opts = {k: prof.pop(k) for k in ("train_limit", "eval_limit") if k in prof}
     # A paper recipe may hold datamodule options per protocol, e.g. DFEH's SVHN class-aware sampler.
     data_opts.update(prof.pop("data_kwargs", {}).get(protocol, {}))
@@ -119,6 +123,19 @@ def run_cell(
             dirpath=Path(root_dir) / "checkpoints", monitor="val/mAP", mode="max", save_top_k=1, save_last=False
         )
         callbacks.append(ckpt)
+    early = None
+    if patience is not None:
+        if not has_val:
+            raise ValueError(
+                f"the profile asks for early stopping (patience={patience}) but the datamodule has no validation "
+                "split (val_fraction=0); drop `patience` from the profile or keep a validation split"
+            )
+        if int(patience) < 1:
+            raise ValueError(f"patience must be a positive number of epochs, got {patience!r}")
+        early = L.pytorch.callbacks.EarlyStopping(
+            monitor="val/mAP", mode="max", patience=int(patience), min_delta=min_delta, check_on_train_epoch_end=False
+        )
+        callbacks.append(early)
     tkw = {
         "max_epochs": max_epochs,
         "logger": logger,
@@ -142,6 +159,13 @@ def run_cell(
         ckpt_path = ckpt.best_model_path
         best_epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["epoch"])
     recipe = executed_recipe(model, trainer, datamodule)
+    if early is not None:
+        recipe["early_stopping"] = {
+            "patience": int(patience),
+            "min_delta": min_delta,
+            "stopped_early": bool(early.stopped_epoch),
+            "max_epochs": max_epochs,
+        }
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     wall = time.perf_counter() - t0
     metrics = {k: float(v) for k, v in model.test_report.items() if isinstance(v, torch.Tensor) and v.numel() == 1}

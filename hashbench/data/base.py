@@ -203,7 +203,10 @@ class HashingDataModule(LightningDataModule):
         self.database_dataset: Dataset | None = None
 
     def shared_arguments(self) -> dict[str, Any]:
-        """The base-class constructor arguments this datamodule was built with (all but ``protocol``)."""
+        """The base-class constructor arguments this datamodule was built with (all but ``protocol``).
+
+        ``transform`` is the resolved transform name (``"auto"`` already replaced by the protocol's default).
+        """
         return {
             "root": self.root,
             "batch_size": self.batch_size,

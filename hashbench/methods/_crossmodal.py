@@ -7,7 +7,7 @@ in tanh. ``backbone="clip"`` and ``text_encoder="clip"`` take the two towers of 
 DMsH-LN paper's setting); otherwise the image network is any framework backbone and the text network DCMH's
 bag-of-words MLP.
 
-Evaluation (``shared/specs/evaluation.md``, "Cross-modal"): validation/test loaders are ``[query, database]`` of
+Evaluation (cross-modal protocol): validation/test loaders are ``[query, database]`` of
 :class:`~hashbench.data.batch.CrossModalBatch`. Two retrieval metrics run per stage: I→T (query image codes
 against database text codes) and T→I (query text codes against database image codes). Every scalar metric is
 logged as ``<stage>/<key> I→T``, ``<stage>/<key> T→I`` and ``<stage>/<key>`` = their mean, so the checkpoint

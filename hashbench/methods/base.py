@@ -46,7 +46,7 @@ SUPERVISION_KINDS = ("pointwise", "pairwise", "triplet", "listwise", "unsupervis
 
 
 #: The training recipe DeepHash-pytorch uses for its baselines (HashNet, DHN, CSQ, GreedyHash, DTSH;
-#: ../shared/specs/methods.md): RMSprop lr 1e-5, weight decay 1e-5, batch 64, 150 epochs. Its backbone is an
+#: hashbench's reconstruction): RMSprop lr 1e-5, weight decay 1e-5, batch 64, 150 epochs. Its backbone is an
 #: ImageNet AlexNet (backbone="alexnet", pretrained=True), left out here so that the recipe also runs on 1-channel
 #: data. Methods copy it into their ``paper_training``.
 DEEPHASH_PYTORCH_TRAINING: dict[str, Any] = {

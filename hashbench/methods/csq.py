@@ -128,7 +128,7 @@ class CSQ(HashingMethod):
     def __init__(
         self,
         n_bits: int = 48,
-        lam: float = 1e-4,  # λ, weight of the quantisation loss (../shared/specs/methods.md)
+        lam: float = 1e-4,  # λ, weight of the quantisation loss (hashbench's reconstruction)
         center_seed: int = 0,  # seed of the Bernoulli centres and of the multi-label tie-break vector
         **kwargs: Any,
     ) -> None:

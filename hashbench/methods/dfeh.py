@@ -1,7 +1,7 @@
 """DFEH: Deep features enhance and semantic-preserving hashing.
 
 Zhao and Liu. "Deep features enhance and semantic-preserving hashing" (title as given in
-../shared/specs/methods.md; the MDPI article page titles it "Leveraging Deep Features Enhance and
+hashbench's method list; the MDPI article page titles it "Leveraging Deep Features Enhance and
 Semantic-Preserving Hashing for Image Retrieval"). Electronics 11(15):2391, 2022.
 https://doi.org/10.3390/electronics11152391 — no official code is public.
 
@@ -14,7 +14,7 @@ at 12/24/36/48 bits; the regularisation weight 0.01 is best in the paper's ablat
 Deviations from the paper:
 - The enhancement layer and the losses are a reconstruction: the article is open access, but its method and
   experiment sections were not reachable to us, so they are the most faithful well-defined reading of its
-  section titles and abstract (../shared/specs/methods.md, "DFEH"). Reconstructed choices, each an argument:
+  section titles and abstract (hashbench's reconstruction, "DFEH"). Reconstructed choices, each an argument:
   - enhancement layer: squeeze-and-excitation channel re-weighting of the backbone's last conv map (global
     average pool → FC(C → C/r) → ReLU → FC(C/r → C) → sigmoid → channel scale), r = ``reduction`` = 16, the
     bottleneck width max(C // r, ``min_hidden`` = 4) so small maps keep a usable bottleneck (C = 128 of the

@@ -11,7 +11,7 @@ intra-class distances shrink; it works on top of many CNNs (CIFAR-10, NUS-WIDE, 
 
 Deviations from the paper:
 - The loss is a reconstruction: the paper's full text is not publicly reachable, so it is the most faithful
-  well-defined reading of its abstract (../shared/specs/methods.md, "DHIH"): a large-margin softmax on the codes.
+  well-defined reading of its abstract (hashbench's reconstruction, "DHIH"): a large-margin softmax on the codes.
   Reconstructed choices, each an argument:
   - h = tanh(hash layer); a bias-free classifier W ∈ R^{C×K} whose rows and h are L2-normalised, so the logits
     depend only on the angles θ_j between h and W_j (this removes the sensitivity to ||W||);

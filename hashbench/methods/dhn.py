@@ -10,7 +10,7 @@ cube, log cosh(|u| − 1), which is quadratic near ±1 and linear far from it.
 
 Deviations from the paper:
 - Pairs are the ordered pairs (i, j), i ≠ j, of a mini-batch and both terms are means (the likelihood over pairs,
-  the quantisation term over the B·K outputs), as in ../shared/specs/methods.md; the paper sums over pairs.
+  the quantisation term over the B·K outputs), as hashbench specifies it; the paper sums over pairs.
 - Relaxed codes u are the tanh outputs of the hash layer (hashbench's default activation).
 """
 
@@ -75,7 +75,7 @@ class DHN(HashingMethod):
     def __init__(
         self,
         n_bits: int = 48,
-        alpha: float = 0.1,  # weight of the pairwise quantisation loss (log cosh), ../shared/specs/methods.md
+        alpha: float = 0.1,  # weight of the pairwise quantisation loss (log cosh) (hashbench's reconstruction)
         **kwargs: Any,
     ) -> None:
         super().__init__(n_bits=n_bits, **kwargs)

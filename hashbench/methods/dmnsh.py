@@ -1,6 +1,6 @@
 """DMNSH: Deep multi-negative supervised hashing.
 
-Liu et al. "Deep multi-negative supervised hashing" (title as given in ../shared/specs/methods.md). Expert Systems
+Liu et al. "Deep multi-negative supervised hashing" (title as hashbench's method list gives it). Expert Systems
 with Applications 264, 125795, 2025. https://doi.org/10.1016/j.eswa.2024.125795 — no official code is public.
 
 Each anchor is paired with one positive and *several* negatives at once (a multi-negative tuple, in the spirit of
@@ -10,7 +10,7 @@ stabilises training, and penalises the quantization error of the relaxation. Tra
 
 Deviations from the paper:
 - The loss is a reconstruction: the paper's full text is not publicly reachable, so the formulas below are the
-  most faithful well-defined reading of its abstract (../shared/specs/methods.md, "DMNSH"). Reconstructed choices,
+  most faithful well-defined reading of its abstract (hashbench's reconstruction, "DMNSH"). Reconstructed choices,
   each an argument:
   - tuples: every in-batch image is an anchor i; its positive p(i) is one other in-batch image sharing a label,
     drawn uniformly at random every step (torch's global RNG, so ``seed_everything`` fixes it); its negatives N(i)

@@ -14,7 +14,7 @@ Deviations from the paper:
 - The discrete codes B are not a separate optimisation variable updated in closed form; b_i = sign(u_i) is used
   inside the loss (as in the authors' PyTorch port).
 - Normalisation: both terms are divided by N·B (training-set size × batch size), as in
-  ../shared/specs/methods.md, which keeps the loss scale independent of N.
+  hashbench's reconstruction, which keeps the loss scale independent of N.
 - Gradient of the in-batch pairs: the bank holds the batch's current outputs at the batch's indices, and the
   gradient w.r.t. u_k includes u_k's role as a bank column (pairs (i, k), i in the batch), i.e. the exact
   gradient of the written loss with the bank's batch rows equal to u. The rest of the bank is a constant. The

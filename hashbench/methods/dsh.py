@@ -12,7 +12,7 @@ uses the base default backbone so that all methods share one network.
 
 Deviations from the paper:
 - Pairs are all pairs of a mini-batch (the paper generates pairs online within a batch as well, so this is the
-  same); normalisation follows ../shared/specs/methods.md: the pair sum over i < j is divided by B(B − 1) and the
+  same); normalisation follows hashbench's reconstruction: the pair sum over i < j is divided by B(B − 1) and the
   regulariser by B (batch size B), which keeps the loss scale independent of the batch size.
 - The paper trains with batch 200 / SGD; the shared ``quick`` profile (Adam, batch 128) is used for the
   benchmark tables; the paper recipe is in ``DSH.paper_training``.
@@ -74,7 +74,7 @@ class DSH(HashingMethod):
         "momentum": 0.9,
         "weight_decay": 0.004,
         "batch_size": 200,
-    }  # the paper's from-scratch network and solver settings (../shared/specs/methods.md)
+    }  # the paper's from-scratch network and solver settings (hashbench's reconstruction)
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ margin α in inner product. A quantisation term λ‖b − u‖² ties the relax
 Deviations from the paper:
 - Triplets are all valid in-batch triplets (S_ij = 1, j ≠ i, S_ik = 0), evaluated at once from the B×B Gram matrix
   (vectorised over anchors, positives and negatives); the likelihood is averaged over the valid triplets and the
-  quantisation term over the B·K outputs (../shared/specs/methods.md), rather than summed.
+  quantisation term over the B·K outputs (hashbench's reconstruction), rather than summed.
 - Relaxed codes u are the tanh outputs of the hash layer (hashbench's default activation); the paper relaxes the
   codes to the real-valued output of its last layer.
 """

@@ -78,7 +78,7 @@ class GreedyHash(HashingMethod):
     def __init__(
         self,
         n_bits: int = 48,
-        alpha: float = 0.1,  # α, weight of the cubic penalty | |z| − 1 |³ (../shared/specs/methods.md)
+        alpha: float = 0.1,  # α, weight of the cubic penalty | |z| − 1 |³ (hashbench's reconstruction)
         **kwargs: Any,
     ) -> None:
         super().__init__(n_bits=n_bits, **kwargs)

@@ -14,8 +14,8 @@ Deviations from the paper:
 - Pairs are all ordered pairs (i, j), i ≠ j, of a mini-batch (the official PyTorch code pairs the two halves of a
   batch; the paper's data-imbalance weights are computed per batch in both).
 - The paper's continuous-similarity factor c_ij of the weights (for multi-label data) is set to 1: only the
-  class-balance weights |S|/|S₁| and |S|/|S₀| are used (as in ../shared/specs/methods.md).
-- Constants follow ../shared/specs/methods.md (α = 0.1, β = sqrt(⌊epoch / 20⌋ + 1)), as in DeepHash-pytorch; the
+  class-balance weights |S|/|S₁| and |S|/|S₀| are used (as hashbench specifies it).
+- Constants follow hashbench's reconstruction (α = 0.1, β = sqrt(⌊epoch / 20⌋ + 1)), as in DeepHash-pytorch; the
   official code uses α = 10/K and grows β with the iteration count. The shared ``quick`` schedule (10 epochs) never
   leaves β = 1.
 """

@@ -1,7 +1,7 @@
 r"""Exact retrieval metrics for binary hash codes (pure tensor functions).
 
 Every number hashbench publishes comes out of this module. The definitions are the canonical ones of
-``shared/specs/evaluation.md`` and are restated here exactly as implemented.
+hashbench's evaluation specification and are restated here exactly as implemented.
 
 Definitions
 -----------

@@ -36,11 +36,14 @@ TABLE = {
 
 
 def test_one_profiles_module_and_its_re_exports() -> None:
-    assert set(PROFILES) == {"smoke", "quick", "paper"} and profiles.BUILTIN_PROFILES == ("smoke", "quick", "paper")
+    assert set(PROFILES) == {"smoke", "quick", "converged", "paper"}
+    assert profiles.BUILTIN_PROFILES == ("smoke", "quick", "converged", "paper")
     assert run.PROFILES is PROFILES  # benchmarks import it from hashbench.bench.run
     assert spec.resolve_profile is resolve_profile  # one function, importable from the spec module too
     assert PROFILES["quick"] == {"max_epochs": 10, "batch_size": 128, "optimizer": "adam", "lr": 1e-3}
     assert PROFILES["smoke"]["max_epochs"] == 1 and PROFILES["smoke"]["train_limit"] == 256
+    # converged: quick's optimiser settings, early stopping on validation mAP with a stated patience and cap
+    assert PROFILES["converged"] == {**PROFILES["quick"], "max_epochs": 15, "patience": 3}
 
 
 def test_builtin_profiles_resolve_to_copies() -> None:
@@ -50,7 +53,7 @@ def test_builtin_profiles_resolve_to_copies() -> None:
         settings["lr"] = 99.0
         assert PROFILES[name]["lr"] == 1e-3
     assert resolve_profile(None, "quick", resolve_method("DPSH")) == PROFILES["quick"]  # a class changes nothing
-    with pytest.raises(ValueError, match="unknown profile 'nope'; built-in profiles: smoke, quick, paper"):
+    with pytest.raises(ValueError, match="unknown profile 'nope'; built-in profiles: smoke, quick, converged, paper"):
         resolve_profile(None, "nope")
 
 
@@ -98,7 +101,9 @@ def test_table_profile_precedence() -> None:
     row = resolve_profile(table, "paper", dfeh, "dfeh_w0")
     assert row == {**plain, "lr": 0.125, "data": {"transform": "imagenet", "image_size": 32, "augment": False}}
     assert table.profiles == parse_spec(copy.deepcopy(TABLE), name="prec").profiles  # resolving changes nothing
-    with pytest.raises(SpecError, match=r"table 'prec': unknown profile 'nope'; known profiles: \['bare', 'demo'"):
+    with pytest.raises(
+        SpecError, match=r"table 'prec': unknown profile 'nope'; known profiles: \['bare', 'converged', 'demo'"
+    ):
         resolve_profile(table, "nope", dpsh)
 
 
@@ -126,7 +131,7 @@ def _settings_run_cell_uses(monkeypatch: pytest.MonkeyPatch, method: str, profil
     return seen
 
 
-@pytest.mark.parametrize("name", ["smoke", "quick", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "quick", "converged", "paper"])
 @pytest.mark.parametrize("method", ["DPSH", "dfeh", "hashbench.bench.testing.PointwiseTestHash"])
 def test_run_cell_resolves_a_name_like_the_mapping_it_stands_for(
     monkeypatch: pytest.MonkeyPatch, name: str, method: str
@@ -154,3 +159,32 @@ def test_run_cell_with_a_name_and_with_its_settings_trains_the_same(tmp_path) ->
     )
     assert by_name.recipe == by_map.recipe and by_name.recipe["batch_size"] == PROFILES["smoke"]["batch_size"]
     assert by_name.metrics == by_map.metrics
+
+
+SYNTH = {"class_path": "hashbench.testing.SyntheticHashingDataModule", "init_args": {"num_train": 64}}
+
+
+def test_early_stopping_stops_once_validation_map_stops_improving(tmp_path) -> None:
+    """Early stopping ends the fit exactly ``patience`` epochs after the best validation epoch, which is the
+    checkpoint tested; a cell still improving (or with a patience beyond the cap) runs to ``max_epochs``."""
+    method = "hashbench.bench.testing.PointwiseTestHash"
+    prof = {"max_epochs": 40, "patience": 2, "batch_size": 16}
+    result = run.run_cell(method, n_bits=8, profile=prof, datamodule=SYNTH, root_dir=tmp_path)
+    stop = result.recipe["early_stopping"]
+    assert stop == {"patience": 2, "min_delta": 0.0, "stopped_early": True, "max_epochs": 40}
+    assert result.recipe["epochs"] < 40 and result.recipe["epochs"] - 1 - result.best_epoch == 2
+    capped = run.run_cell(method, n_bits=8, profile={**prof, "max_epochs": 3, "patience": 50}, datamodule=SYNTH)
+    assert capped.recipe["epochs"] == 3 and capped.recipe["early_stopping"]["stopped_early"] is False
+    plain = run.run_cell(method, n_bits=8, profile={"max_epochs": 2, "batch_size": 16}, datamodule=SYNTH)
+    assert "early_stopping" not in plain.recipe and plain.recipe["epochs"] == 2
+
+
+def test_early_stopping_needs_a_validation_split() -> None:
+    from hashbench.testing import SyntheticHashingDataModule
+
+    dm = SyntheticHashingDataModule(num_train=64)
+    dm.val_dataloader = lambda: []  # what a datamodule with val_fraction=0 returns
+    with pytest.raises(ValueError, match="no validation split"):
+        run.run_cell("LSH", n_bits=8, profile={"max_epochs": 3, "patience": 2}, datamodule=dm)
+    with pytest.raises(ValueError, match="patience must be a positive"):
+        run.run_cell("LSH", n_bits=8, profile={"max_epochs": 3, "patience": 0}, datamodule=SYNTH)
