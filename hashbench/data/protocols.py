@@ -1,6 +1,6 @@
 """The protocol table: dataset + split + relevance rule + default mAP cut-off, as data.
 
-Every entry is a protocol as hashbench specifies it (sizes, splits and sources are stated per entry). A protocol names its *family* (which datamodule class
+Every entry is a protocol as hashbench specifies it. A protocol names its *family* (which datamodule class
 reads it), its sizes, the directory below the data root where its files live, and the rules from which its
 split is drawn. Relevance is always "shares at least one label" (for single-label data: same class).
 
