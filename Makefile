@@ -52,8 +52,8 @@ fashion-mnist: ## Put Fashion-MNIST on disk: Debian's dataset-fashion-mnist when
 	@if [ -z "$$HASHBENCH_DATA" ] && [ ! -f $(FMNIST_DEB) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; fi
 
-demo: install fashion-mnist ## Every method on Fashion-MNIST (demo profile) -> leaderboards/fashion-mnist.md|csv|png
-	$(BIN)/hashbench table fashion-mnist --profile demo
+demo: install fashion-mnist ## The smoke table: every method on Fashion-MNIST, 3 epochs, 1 seed -> leaderboards/demo.md|csv|png
+	$(BIN)/hashbench table demo
 
 table-%: install ## Regenerate leaderboards/<name>.md from experiments/tables/<name>.yaml (ARGS="--seeds 3 ...")
 	$(BIN)/hashbench table $* $(ARGS)

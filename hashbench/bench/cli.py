@@ -14,6 +14,7 @@ Examples:
     hashbench table cifar10 --seeds 3 --devices 2          # DDP on 2 GPUs per cell
     hashbench table cifar10 --shard $SLURM_ARRAY_TASK_ID/8 # one of 8 machines sharing the results store
     hashbench table cifar10 --render-only                  # leaderboard from the store alone
+    hashbench table fashion-mnist --compare /path/to/their/results  # does this store reproduce theirs?
 """
 
 from __future__ import annotations
@@ -126,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--render-only", action="store_true", help="render from the results store without running")
     p.add_argument(
+        "--compare",
+        metavar="OTHER_STORE",
+        help="run nothing: tell for every (method, bits) whether the cells in --results (a re-run) reproduce those "
+        "in OTHER_STORE (the stored reference): identical (same value on every seed), within spread (re-run mean "
+        "within 2 seed std of the stored mean), differs, or missing; cells are matched by configuration, any code "
+        "version. Exit status 1 when any group differs or is missing",
+    )
+    p.add_argument(
         "--replace", action="store_true", help="overwrite the leaderboard even if it holds more finished cells"
     )
     p.add_argument("--allow-stale", action="store_true", help="render cells of older code versions (marked †)")
@@ -185,6 +194,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hashbench table: error: {err}", file=sys.stderr)
         return 2
     out_dir = Path(args.out) if args.out else leaderboards_dir()
+    if args.compare:
+        from hashbench.bench.compare import compare_stores, format_comparison
+
+        other = ResultStore(args.compare)
+        if not other.cells_dir.is_dir():
+            print(
+                f"hashbench table: error: --compare {args.compare}: no results store there (no cells/ folder)",
+                file=sys.stderr,
+            )
+            return 2
+        comparisons = compare_stores(spec, store, other, profile, args.seeds, args.methods, args.bits)
+        print(format_comparison(spec, comparisons, other.root, store.root))
+        return 0 if all(c.reproduced for c in comparisons) else 1
     if args.plan:
         seeds = args.seeds if args.seeds is not None else spec.seeds
         print(f"table {spec.name}: profile {profile}, seeds {seeds}, store {store.root}")

@@ -9,12 +9,21 @@ Row kinds (the ``status`` column of the CSV):
 - ``not implemented``: a method the spec asks for that is not registered (yet).
 - per bit length, a cell group with no stored result reads ``not run`` (or ``failed`` when the last attempt
   raised; see ``results/cells/<key>.error.json``).
+
+Every reproduced value reads ``mean ± sample std (n=seeds)``; a *Ranking* section per bit length gives each
+method's rank with the range of ranks the seed noise allows (paired t-tests across seeds, see
+:mod:`hashbench.bench.stats`), and the figure shows every seed's value.
+
+Byte for byte reproducible: the Markdown and the CSV depend only on the spec and the stored cells' numbers,
+configurations and code hashes, so re-running a table on another machine (or after a fresh clone) rewrites the
+same bytes whenever the numbers are the same. What differs from run to run — host and CPU, git commit, wall and
+training times, W&B run folders, the render time — goes to the provenance sidecar in the results store,
+``<results>/leaderboards/<name>.provenance.json``, never into the committed files.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import math
 import os
@@ -26,7 +35,8 @@ from typing import Any
 
 from hashbench.bench.grid import Cell, expand_grid
 from hashbench.bench.spec import TableSpec, resolve_methods
-from hashbench.bench.store import ResultStore
+from hashbench.bench.stats import ALPHA, Ranked, rank_with_ranges
+from hashbench.bench.store import ResultStore, atomic_write_json
 
 __all__ = [
     "LeaderboardKept",
@@ -36,6 +46,8 @@ __all__ = [
     "render_table",
     "leaderboards_dir",
     "metric_definition",
+    "provenance_path",
+    "rankings",
 ]
 
 
@@ -75,6 +87,10 @@ class Entry:
     @property
     def std(self) -> float | None:
         return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def by_seed(self) -> dict[int, float]:
+        return dict(zip(self.seeds, self.values, strict=True))
 
     @property
     def delta(self) -> float | None:
@@ -197,12 +213,12 @@ def _reproduced_text(row: Row, entry: Entry) -> str:
     text = _fmt(entry.mean)
     if entry.std is not None:
         text += f" ± {entry.std:.4f}"
-    notes = []
+    notes = [f"n={len(entry.values)}"]
     if entry.missing or entry.failed:
-        notes.append(f"{len(entry.values)}/{len(entry.values) + entry.missing + entry.failed} seeds")
+        notes[0] += f" of {len(entry.values) + entry.missing + entry.failed}"
     if entry.stale:
         notes.append("†")
-    return text + (f" ({', '.join(notes)})" if notes else "")
+    return text + f" ({', '.join(notes)})"
 
 
 def _profile_text(cells: list[Cell], profile: str) -> str:
@@ -213,40 +229,53 @@ def _profile_text(cells: list[Cell], profile: str) -> str:
     return f"`{profile}` (per method: each method's own recipe, see the CSV)" if cells else f"`{profile}`"
 
 
-def _hardware_text(records: list[dict[str, Any]]) -> str:
-    seen = []
-    for rec in records:
-        hw = rec.get("hardware") or {}
-        text = f"{hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} logical CPUs)"
-        if hw.get("gpu"):
-            text += " + " + ", ".join(hw["gpu"])
-        devices = hw.get("devices", 1)
-        if isinstance(devices, int) and devices > 1:
-            text += f", {devices} devices (DDP)"
-        if text not in seen:
-            seen.append(text)
-    return "; ".join(seen) if seen else "— (no cells run yet)"
+def _epochs(record: dict[str, Any]) -> tuple[int | None, str]:
+    """(epochs run, how the fit ended: ``early`` | ``cap`` | ``fixed``) of a stored cell."""
+    recipe = record["result"].get("recipe") or {}
+    epochs = recipe.get("epochs")
+    stop = recipe.get("early_stopping")
+    if not stop:
+        return epochs, "fixed"
+    if stop.get("stopped_early") or (epochs is not None and epochs < stop.get("max_epochs", epochs + 1)):
+        return epochs, "early"
+    return epochs, "cap"
+
+
+def _checkpoint_text(cells: list[Cell], records: list[dict[str, Any]]) -> str:
+    text = (
+        "the epoch with the best validation mAP; the validation queries are carved from the training split (the "
+        "query set is never used for selection)."
+    )
+    patience = {c.config["profile"].get("patience") for c in cells}
+    if patience == {None} or not cells:
+        return text
+    caps = sorted({c.config["profile"].get("max_epochs") for c in cells}, key=str)
+    ends = [_epochs(r)[1] for r in records]
+    text += (
+        f" Early stopping: training ends once validation mAP has not improved for "
+        f"{', '.join(str(p) for p in sorted(patience, key=str))} epochs, at most {', '.join(map(str, caps))} epochs"
+    )
+    if records:
+        text += (
+            f"; {ends.count('early')} of {len(ends)} cells stopped before the cap, {ends.count('cap')} reached it "
+            "while still improving (`cap` in the Cells table)"
+        )
+    return text + "."
 
 
 def _code_text(records: list[dict[str, Any]]) -> str:
-    versions, commits, dirty = set(), [], False
-    for rec in records:
-        code = rec.get("code") or {}
-        versions.add(code.get("hashbench"))
-        git = code.get("git") or {}
-        if git.get("commit") and git["commit"][:10] not in commits:
-            commits.append(git["commit"][:10])
-        dirty |= bool(git.get("dirty"))
     if not records:
         return "—"
-    text = "hashbench " + ", ".join(sorted(str(v) for v in versions))
-    if commits:
-        text += ", git " + ", ".join(commits) + (" (uncommitted changes in hashbench/)" if dirty else "")
-    return text
+    versions = sorted({str((rec.get("code") or {}).get("hashbench")) for rec in records})
+    hashes = {str(rec.get("code_hash", ""))[:12] for rec in records}
+    return (
+        f"hashbench {', '.join(versions)}; {len(hashes)} code hash(es), one per cell in the Cells table (a hash of "
+        "the method's source and of the shared training/evaluation code: equal hashes ran the same code)"
+    )
 
 
-def _link(record: dict[str, Any], store_root: Path | None = None, out_dir: Path | None = None) -> str:
-    """The cell's W&B run: its URL (online) or its local run folder, relative to the leaderboard when possible."""
+def _link(record: dict[str, Any], store_root: Path | None = None) -> str:
+    """The cell's W&B run: its URL (online) or its local run folder (absolute; provenance sidecar only)."""
     wb = record.get("wandb") or {}
     if wb.get("url"):
         return str(wb["url"])
@@ -255,11 +284,6 @@ def _link(record: dict[str, Any], store_root: Path | None = None, out_dir: Path 
     path = Path(wb["dir"])
     if not path.is_absolute() and store_root is not None:
         path = store_root / path
-    if out_dir is not None:
-        try:
-            return os.path.relpath(path.resolve(), out_dir.resolve())
-        except ValueError:
-            pass
     return str(path)
 
 
@@ -267,6 +291,20 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def provenance_path(store: ResultStore, name: str) -> Path:
+    """Where :func:`render_table` writes a table's provenance sidecar (inside the results store)."""
+    return store.root / "leaderboards" / f"{name}.provenance.json"
+
+
+def rankings(spec: TableSpec, rows: list[Row]) -> dict[int, list[Ranked]]:
+    """Per bit length, the reproduced methods ranked with their rank ranges (:func:`stats.rank_with_ranges`)."""
+    out = {}
+    for b in spec.bits:
+        values = {r.method: r.entries[b].by_seed for r in rows if r.status == "reproduced" and r.entries[b].values}
+        out[b] = rank_with_ranges(values)
+    return out
 
 
 def render_table(
@@ -282,8 +320,10 @@ def render_table(
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<spec.name>.md``, ``.csv`` and (with ``figure``) ``.png``; return their paths.
 
-    A leaderboard is never replaced by one with fewer finished cells (a run whose cells failed, or a partial run
-    of another profile): then nothing is written and :class:`LeaderboardKept` says why, unless ``replace``.
+    The provenance of the cells (hardware, git commit, wall time, W&B run) goes to
+    :func:`provenance_path` in the store (key ``provenance`` of the result). A leaderboard is never replaced by one
+    with fewer finished cells (a run whose cells failed, or a partial run of another profile): then nothing is
+    written and :class:`LeaderboardKept` says why, unless ``replace``.
     """
     out = Path(out_dir) if out_dir is not None else leaderboards_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -299,15 +339,56 @@ def render_table(
             f"kept {paths['md']} and its CSV/PNG: they hold {before} finished cell(s), this render would hold "
             f"{finished} (failed or not yet run cells). Run the missing cells, or pass --replace to overwrite."
         )
-    link = functools.partial(_link, store_root=store.root, out_dir=out)
-    _atomic_write_text(paths["md"], _markdown(spec, rows, cells, records, profile, seeds, has_reported, link))
-    _atomic_write_text(paths["csv"], _csv(spec, rows, profile, link))
+    ranks = rankings(spec, rows)
+    _atomic_write_text(paths["md"], _markdown(spec, rows, cells, records, profile, seeds, has_reported, ranks))
+    _atomic_write_text(paths["csv"], _csv(spec, rows, profile, ranks))
     if figure:
         paths["png"] = out / f"{spec.name}.png"
         tmp_png = paths["png"].with_name(f".{spec.name}.{os.getpid()}.tmp.png")
         _figure(spec, rows, tmp_png)
         os.replace(tmp_png, paths["png"])
+    paths["provenance"] = provenance_path(store, spec.name)
+    atomic_write_json(paths["provenance"], _provenance(spec, rows, store, paths))
     return paths
+
+
+def _provenance(spec: TableSpec, rows: list[Row], store: ResultStore, paths: dict[str, Path]) -> dict[str, Any]:
+    """What the committed files leave out: per cell its host, hardware, git commit, times and W&B run."""
+    cells = []
+    for row in rows:
+        for b in spec.bits:
+            for rec in row.entries[b].records:
+                res = rec["result"]
+                cells.append(
+                    {
+                        "method": row.method,
+                        "n_bits": b,
+                        "seed": rec["seed"],
+                        "key": rec["key"],
+                        "value": res["metrics"].get(spec.metric),
+                        "hardware": rec.get("hardware"),
+                        "git": (rec.get("code") or {}).get("git"),
+                        "elapsed_s": rec.get("elapsed_s"),
+                        "train_time_s": res.get("train_time_s"),
+                        "finished_at": rec.get("finished_at"),
+                        "wandb": _link(rec, store.root) or None,
+                    }
+                )
+    elapsed = [c["elapsed_s"] for c in cells if isinstance(c["elapsed_s"], (int, float))]
+    return {
+        "table": spec.name,
+        "rendered_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": {k: str(v) for k, v in paths.items() if k != "provenance"},
+        "store": str(store.root),
+        "cells_elapsed_s_total": sum(elapsed),
+        "cells": cells,
+    }
+
+
+def _p_text(p: float | None) -> str:
+    if p is None:
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _markdown(
@@ -318,7 +399,7 @@ def _markdown(
     profile: str,
     seeds: list[int],
     has_reported: bool,
-    link: Any,
+    ranks: dict[int, list[Ranked]],
 ) -> str:
     src = spec.source
     lines = [f"# {spec.title}", ""]
@@ -338,17 +419,22 @@ def _markdown(
         lines.append("- **Reported numbers**: none (no published table for this setting; hashbench's own runs only)")
     lines.append(f"- **Protocol**: `{spec.protocol}`")
     lines.append(f"- **Metric**: {metric_definition(spec.metric)}")
-    lines.append(
-        "- **Checkpoint**: the epoch with the best validation mAP; the validation queries are carved from the "
-        "training split (the query set is never used for selection)."
-    )
+    lines.append(f"- **Checkpoint**: {_checkpoint_text(cells, records)}")
     backbone = spec.backbone or "each method's default"
     lines.append(f"- **Training profile**: {_profile_text(cells, profile)}; backbone `{backbone}`")
     delta = "; Δ = reproduced − reported" if has_reported else ""
-    lines.append(f"- **Seeds**: {seeds} (reproduced = mean ± sample std over seeds{delta})")
-    lines.append(f"- **Hardware**: {_hardware_text(records)}")
+    lines.append(f"- **Seeds**: {seeds} (reproduced = mean ± sample std over the n seeds that finished{delta})")
+    lines.append(
+        f"- **Telling methods apart**: a paired t-test across seeds for every pair of methods (two-sided, "
+        f"α = {ALPHA}, no correction for the number of pairs); a method's *rank range* runs from 1 + the methods "
+        "significantly better to N − the methods significantly worse, so overlapping ranges cannot be ordered "
+        "beyond seed noise. With one seed nothing can be told apart."
+    )
     lines.append(f"- **Code version**: {_code_text(records)}")
-    lines.append(f"- **Rendered**: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    lines.append(
+        "- **Provenance** (hardware, git commit, wall time and W&B run of every cell): "
+        f"`leaderboards/{spec.name}.provenance.json` in the results store that rendered this file"
+    )
     lines.append("")
     header = ["Method"]
     for b in spec.bits:
@@ -381,29 +467,48 @@ def _markdown(
         legend.append(f"*not run*: no stored result yet (run `hashbench table {spec.name}`).")
     if any(e.failed for e in entries):
         legend.append("*failed*: the last attempt raised; the error is in `results/cells/<key>.error.json`.")
+    if any(e.missing or e.failed for e in entries):
+        legend.append("*n=k of m*: k of the m seeds finished; the mean and std are over those k.")
     if any(e.stale for e in entries):
         legend.append("†: result of an older code version (rendered with --allow-stale).")
     lines += [f"- {x}" for x in legend]
     if spec.notes:
         lines += ["", spec.notes] if legend else [spec.notes]
-    lines += ["", f"![{spec.metric} per method]({spec.name}.png)", ""]
+    lines += ["", f"![{spec.metric} per method, every seed shown]({spec.name}.png)", ""]
+    for b, ranked in ranks.items():
+        if not ranked:
+            continue
+        entry_of = {r.method: r.entries[b] for r in rows}
+        lines += [f"## Ranking at {b} bits", ""]
+        lines.append(f"| Rank | Method | {spec.metric} | rank range | p vs next |")
+        lines.append("|---:|---|---:|---:|---:|")
+        for item in ranked:
+            e = entry_of[item.name]
+            value = _fmt(e.mean) + (f" ± {e.std:.4f}" if e.std is not None else "") + f" (n={len(e.values)})"
+            lines.append(f"| {item.rank} | {item.name} | {value} | {item.range_text} | {_p_text(item.p_next)} |")
+        lines.append("")
     if records:
-        lines += ["## Cells", "", "| Method | bits | seed | " + spec.metric + " | best epoch | train s | W&B run |"]
-        lines.append("|---|---:|---:|---:|---:|---:|---|")
+        lines += [
+            "## Cells",
+            "",
+            f"| Method | bits | seed | {spec.metric} | best epoch | epochs run | stop | code hash |",
+            "|---|---:|---:|---:|---:|---:|---|---|",
+        ]
         for row in rows:
             for b in spec.bits:
                 for rec in row.entries[b].records:
                     res = rec["result"]
-                    val = res["metrics"].get(spec.metric)
+                    epochs, end = _epochs(rec)
                     lines.append(
-                        f"| {row.method} | {b} | {rec['seed']} | {_fmt(val)} | {res.get('best_epoch', '—')} | "
-                        f"{res.get('train_time_s', 0.0):.1f} | {link(rec) or '—'} |"
+                        f"| {row.method} | {b} | {rec['seed']} | {_fmt(res['metrics'].get(spec.metric))} | "
+                        f"{res.get('best_epoch', '—')} | {'—' if epochs is None else epochs} | {end} | "
+                        f"`{str(rec.get('code_hash', ''))[:12]}` |"
                     )
         lines.append("")
     return "\n".join(lines)
 
 
-def _csv(spec: TableSpec, rows: list[Row], profile: str, link: Any) -> str:
+def _csv(spec: TableSpec, rows: list[Row], profile: str, ranks: dict[int, list[Ranked]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(
@@ -419,12 +524,16 @@ def _csv(spec: TableSpec, rows: list[Row], profile: str, link: Any) -> str:
             "n_seeds",
             "delta",
             "seeds",
+            "values",
+            "rank",
+            "rank_low",
+            "rank_high",
+            "p_next",
             "failed",
             "not_run",
             "profile",
             "protocol",
-            "train_time_s_mean",
-            "wandb",
+            "code_hashes",
         ]
     )
 
@@ -434,7 +543,7 @@ def _csv(spec: TableSpec, rows: list[Row], profile: str, link: Any) -> str:
     for row in rows:
         for b in spec.bits:
             e = row.entries[b]
-            times = [r["result"].get("train_time_s", 0.0) for r in e.records]
+            place = next((r for r in ranks.get(b, []) if r.name == row.method), None)
             writer.writerow(
                 [
                     spec.name,
@@ -448,12 +557,16 @@ def _csv(spec: TableSpec, rows: list[Row], profile: str, link: Any) -> str:
                     len(e.values),
                     num(e.delta),
                     " ".join(str(s) for s in e.seeds),
+                    " ".join(num(v) for v in e.values),
+                    place.rank if place else "",
+                    place.low if place else "",
+                    place.high if place else "",
+                    "" if place is None or place.p_next is None else f"{place.p_next:.6f}",
                     e.failed,
                     e.missing,
                     profile,
                     spec.protocol,
-                    num(statistics.fmean(times) if times else None),
-                    " ".join(link(r) for r in e.records if link(r)),
+                    " ".join(sorted({str(r.get("code_hash", ""))[:12] for r in e.records})),
                 ]
             )
     return buf.getvalue()
@@ -487,6 +600,11 @@ def _figure(spec: TableSpec, rows: list[Row], path: Path) -> None:
                 ax.errorbar(
                     xs, ys, yerr=err, marker="o", color=color, linestyle=style(i), label=f"{row.method}", capsize=3
                 )
+                # every seed's value, spread a little around its bit length so the points of methods stay apart
+                offset = (i - (len(plotted) - 1) / 2) * 0.15
+                px = [b + offset for b in xs for _ in row.entries[b].values]
+                py = [v for b in xs for v in row.entries[b].values]
+                ax.scatter(px, py, s=6, color=color, alpha=0.6, zorder=3)
             xr = [b for b in spec.bits if row.entries[b].reported is not None]
             if xr:
                 ax.plot(
@@ -501,14 +619,17 @@ def _figure(spec: TableSpec, rows: list[Row], path: Path) -> None:
         ax.set_xlabel("bits")
         ax.set_xticks(spec.bits)
         ax.set_ylabel(spec.metric)
-        ax.set_title(f"{spec.metric} vs code length — solid: hashbench, dashed: paper", fontsize=9)
+        ax.set_title(f"{spec.metric} vs code length: mean ± std, dots = seeds; dashed: paper", fontsize=9)
     else:
         b = spec.bits[0]
         names = [r.method for r in plotted]
         ys = list(range(len(plotted)))
         means = [r.entries[b].mean or 0.0 for r in plotted]
         errs = [r.entries[b].std or 0.0 for r in plotted]
-        ax.barh(ys, means, xerr=errs, color=colors[0], alpha=0.8, label="hashbench")
+        ax.barh(ys, means, xerr=errs, color=colors[0], alpha=0.5, label="hashbench (mean ± std)")
+        seed_pts = [(v, y) for y, r in zip(ys, plotted, strict=True) for v in r.entries[b].values]
+        if seed_pts:
+            ax.scatter([v for v, _ in seed_pts], [y for _, y in seed_pts], s=10, color="k", alpha=0.7, label="one seed")
         rep = [
             (y, r.entries[b].reported) for y, r in zip(ys, plotted, strict=True) if r.entries[b].reported is not None
         ]

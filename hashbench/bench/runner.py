@@ -101,6 +101,8 @@ def hardware_info(accelerator: str = "auto", devices: int = 1) -> dict[str, Any]
         "host": platform.node(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        # CPU results depend on the thread count (the order of float reductions): part of what made a number
+        "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "lightning": lightning.__version__,
