@@ -257,8 +257,8 @@ def _checkpoint_text(cells: list[Cell], records: list[dict[str, Any]]) -> str:
     )
     if records:
         text += (
-            f"; {ends.count('early')} of {len(ends)} cells stopped before the cap, {ends.count('cap')} reached it "
-            "while still improving (`cap` in the Cells table)"
+            f"; {ends.count('early')} of {len(ends)} cells stopped early (no improvement for that many epochs, or a "
+            f"one-pass fit), {ends.count('cap')} reached the cap while still improving (`cap` in the Cells table)"
         )
     return text + "."
 
@@ -622,6 +622,7 @@ def _figure(spec: TableSpec, rows: list[Row], path: Path) -> None:
         ax.set_title(f"{spec.metric} vs code length: mean ± std, dots = seeds; dashed: paper", fontsize=9)
     else:
         b = spec.bits[0]
+        plotted = sorted(plotted, key=lambda r: -(r.entries[b].mean or r.entries[b].reported or 0.0))  # best on top
         names = [r.method for r in plotted]
         ys = list(range(len(plotted)))
         means = [r.entries[b].mean or 0.0 for r in plotted]

@@ -205,3 +205,22 @@ def test_ranking_section_ranks_with_seed_noise() -> None:
     assert [(r.name, r.rank, r.range_text) for r in ranked] == [("DPSH", 1, "1–2"), ("DSH", 2, "1–2"), ("LSH", 3, "3")]
     assert ranked[0].p_next > 0.05 and ranked[1].p_next < 0.05 and ranked[2].p_next is None
     assert "## Ranking at 12 bits" in md and "| 3 | LSH | 0.3100 ± 0.0100 (n=3) | 3 | — |" in md
+
+
+def test_header_counts_cells_stopped_early_and_at_the_cap(tmp_path: Path) -> None:
+    raw = {k: v for k, v in RAW.items() if k != "reported"}
+    raw.update(methods=["DPSH"], bits=[12], seeds=[0, 1, 2], profile="converged")
+    spec = parse_spec(raw, name="es")
+    ends = {0: (8, 11, True), 1: (14, 15, False), 2: (11, 15, True)}  # best epoch, epochs run, stopped early
+
+    def executor(cell: Cell, options: RunOptions, root: Path) -> dict:
+        best, epochs, stopped = ends[cell.seed]
+        stop = {"patience": 3, "min_delta": 0.0, "stopped_early": stopped, "max_epochs": 15}
+        recipe = {"epochs": epochs, "early_stopping": stop}
+        return {"result": {"metrics": {"mAP@all": 0.5}, "best_epoch": best, "recipe": recipe}, "wandb": None}
+
+    run_table(spec, RunOptions(results=tmp_path, wandb="disabled"), executor=executor, log=lambda _: None)
+    md = render_table(spec, ResultStore(tmp_path), out_dir=tmp_path / "lb", figure=False)["md"].read_text()
+    assert "has not improved for 3 epochs, at most 15 epochs; 2 of 3 cells stopped early" in md
+    assert "1 reached the cap while still improving" in md
+    assert "| DPSH | 12 | 1 | 0.5000 | 14 | 15 | cap |" in md and "| DPSH | 12 | 2 | 0.5000 | 11 | 15 | early |" in md
