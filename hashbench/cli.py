@@ -9,6 +9,9 @@ Subcommands:
   data                    ``data list | verify NAME | prepare NAME``.
   weights                 ``weights list | verify [NAME] | prepare NAME``: pretrained weights files and checksums.
   table                   regenerate a comparison table from ``experiments/tables/<name>.yaml``.
+  export                  ``export CKPT|RUN --data PROTOCOL --index flat|hash|multihash|hnsw|mih OUT``: the
+                          database's codes in a faiss binary index or hashbench's MIH (plus ``OUT.meta.json``).
+  search                  ``search INDEX --image PATH | --query-split``: top-k of each query with its distance.
 
 Method and data names are the registry's (case-insensitive): ``--model dmsh-ln``, ``--data cifar10-1``.
 W&B logging is offline unless ``--wandb online`` is given (and a key is configured); ``--wandb disabled`` turns
@@ -25,6 +28,7 @@ from typing import Any
 __all__ = ["main"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+_COMMANDS = "{fit,validate,test,run,list,data,weights,table,export,search}"
 
 
 def _usage() -> str:
@@ -227,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("WANDB_MODE", "offline")
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print("usage: hashbench {fit,validate,test,run,list,data,weights,table} ...\n" + _usage())
+        print(f"usage: hashbench {_COMMANDS} ...\n" + _usage())
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd in LIGHTNING_COMMANDS:
@@ -248,7 +252,15 @@ def main(argv: list[str] | None = None) -> int:
         from hashbench.bench.cli import main as table_main
 
         return table_main(rest)
-    print(f"hashbench: unknown command {cmd!r}\nusage: hashbench {{fit,validate,test,run,list,data,weights,table}} ...")
+    if cmd == "export":
+        from hashbench.cli_search import export_main
+
+        return export_main(rest)
+    if cmd == "search":
+        from hashbench.cli_search import search_main
+
+        return search_main(rest)
+    print(f"hashbench: unknown command {cmd!r}\nusage: hashbench {_COMMANDS} ...")
     return 2
 
 
