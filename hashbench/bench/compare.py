@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hashbench.bench.grid import Cell, expand_grid
+from hashbench.bench.render import record_for
 from hashbench.bench.spec import TableSpec
 from hashbench.bench.stats import reproduction_verdict
 from hashbench.bench.store import ResultStore
@@ -40,10 +41,7 @@ class Comparison:
 
 def _value(store: ResultStore, cell: Cell, metric: str) -> tuple[float | None, str | None]:
     """The cell's metric in ``store`` (any code version of its configuration, newest first) and its code hash."""
-    record = store.get(cell.key)
-    if record is None:
-        older = store.by_config(cell.config_hash[:20])
-        record = older[0] if older else None
+    record, _ = record_for(store, cell, allow_stale=True)
     if record is None:
         return None, None
     value = record["result"]["metrics"].get(metric)

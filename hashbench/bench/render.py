@@ -48,6 +48,7 @@ __all__ = [
     "metric_definition",
     "provenance_path",
     "rankings",
+    "record_for",
 ]
 
 
@@ -123,7 +124,9 @@ def metric_definition(metric: str) -> str:
     return f"`{metric}` as reported by hashbench.metrics.retrieval_report"
 
 
-def _record_for(store: ResultStore, cell: Cell, allow_stale: bool) -> tuple[dict[str, Any] | None, bool]:
+def record_for(store: ResultStore, cell: Cell, allow_stale: bool) -> tuple[dict[str, Any] | None, bool]:
+    """The stored record of ``cell`` and whether it is stale: with ``allow_stale``, when the cell's own key is
+    missing, the newest record of the same configuration under any code version."""
     record = store.get(cell.key)
     if record is not None:
         return record, False
@@ -179,7 +182,7 @@ def collect_rows(
     by_method = {normalize_name(r.method): r for r in rows}
     for cell in cells:
         entry = by_method[normalize_name(cell.method)].entries[cell.n_bits]
-        record, stale = _record_for(store, cell, allow_stale)
+        record, stale = record_for(store, cell, allow_stale)
         if record is None:
             if store.get_error(cell.key) is not None:
                 entry.failed += 1
@@ -478,13 +481,13 @@ def _markdown(
     for b, ranked in ranks.items():
         if not ranked:
             continue
-        entry_of = {r.method: r.entries[b] for r in rows}
+        row_of = {r.method: r for r in rows}
         lines += [f"## Ranking at {b} bits", ""]
         lines.append(f"| Rank | Method | {spec.metric} | rank range | p vs next |")
         lines.append("|---:|---|---:|---:|---:|")
         for item in ranked:
-            e = entry_of[item.name]
-            value = _fmt(e.mean) + (f" ± {e.std:.4f}" if e.std is not None else "") + f" (n={len(e.values)})"
+            row = row_of[item.name]
+            value = _reproduced_text(row, row.entries[b])
             lines.append(f"| {item.rank} | {item.name} | {value} | {item.range_text} | {_p_text(item.p_next)} |")
         lines.append("")
     if records:
