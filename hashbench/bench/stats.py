@@ -117,5 +117,5 @@ def reproduction_verdict(stored: Mapping[int, float], rerun: Mapping[int, float]
         return "differs", f"Δ {delta:+.4f}; the stored result has one seed, so only an identical value reproduces it"
     tolerance = 2.0 * statistics.stdev(stored.values())
     if abs(delta) <= tolerance:
-        return "within spread", f"Δ {delta:+.4f}, |Δ| ≤ 2·sd = {tolerance:.4f}"
-    return "differs", f"Δ {delta:+.4f}, |Δ| > 2·sd = {tolerance:.4f}"
+        return "within spread", f"Δ {delta:+.4f} within ±2·sd = ±{tolerance:.4f}"
+    return "differs", f"Δ {delta:+.4f} beyond ±2·sd = ±{tolerance:.4f}"

@@ -47,8 +47,8 @@ def test_reproduction_verdicts() -> None:
     assert reproduction_verdict(stored, dict(stored))[0] == "identical"
     assert reproduction_verdict(stored, {0: 0.6000004, 1: 0.64, 2: 0.62})[0] == "identical"
     verdict, why = reproduction_verdict(stored, {0: 0.63, 1: 0.66, 2: 0.64})  # Δ +0.02 ≤ 0.04
-    assert verdict == "within spread" and "2·sd = 0.0400" in why
-    assert reproduction_verdict(stored, {0: 0.70, 1: 0.69, 2: 0.68})[0] == "differs"  # Δ +0.07
+    assert verdict == "within spread" and "within ±2·sd = ±0.0400" in why and "|" not in why  # a Markdown cell
+    assert reproduction_verdict(stored, {0: 0.70, 1: 0.69, 2: 0.68}) == ("differs", "Δ +0.0700 beyond ±2·sd = ±0.0400")
     assert reproduction_verdict(stored, {0: 0.60, 1: 0.64})[0] == "within spread"  # a seed missing: not identical
     assert reproduction_verdict({0: 0.6}, {0: 0.6001})[0] == "differs"  # one stored seed: no spread
     assert reproduction_verdict({}, stored)[0] == "missing" and reproduction_verdict(stored, {})[0] == "missing"
