@@ -18,7 +18,7 @@ help: ## Show this help
 $(BIN)/hashbench: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -c constraints.txt -e ".[dev,clip]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	@touch $@
 
 install: $(BIN)/hashbench ## Create .venv and install hashbench with the pinned, tested versions (constraints.txt)

@@ -16,6 +16,13 @@ Subcommands:
 Method and data names are the registry's (case-insensitive): ``--model dmsh-ln``, ``--data cifar10-1``.
 W&B logging is offline unless ``--wandb online`` is given (and a key is configured); ``--wandb disabled`` turns
 it off. Runs go to ``runs/`` (CSV logs, checkpoints, offline W&B runs).
+
+Options of every subcommand: ``-v`` / ``--verbose`` before the subcommand shows the third-party warnings that
+hashbench hides as harmless (``hashbench.quiet``); ``--debug`` (or HASHBENCH_DEBUG=1) shows the traceback of an
+error. A user error prints one line, ``hashbench <cmd>: error: <what and how to fix it>``, and exits with
+  1 failed cells of a table (or a bug: then the traceback is shown)   2 unknown name / bad option value
+  3 missing data, weights or checkpoint   4 checksum mismatch   5 bad config, table spec or plugin
+  6 output not writable   7 the training loss became NaN/inf   8 out of memory   130 interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -80,18 +87,12 @@ def rewrite_lightning_args(argv: list[str]) -> tuple[list[str], str]:
                 i += 1
             if value is not None and not _is_class_path_or_config(value):
                 if key == "--model":
-                    try:
-                        cls = resolve_method(value)
-                    except (KeyError, TypeError) as err:
-                        raise SystemExit(str(err.args[0])) from None
+                    cls = resolve_method(value)  # an unknown name is a user error (hashbench.errors)
                     out += [key, f"{cls.__module__}.{cls.__qualname__}"]
                 else:
                     from hashbench.data import datamodule_class_for
 
-                    try:
-                        cls = datamodule_class_for(value)
-                    except KeyError as err:
-                        raise SystemExit(str(err.args[0])) from None
+                    cls = datamodule_class_for(value)
                     out += [key, f"{cls.__module__}.{cls.__qualname__}", "--data.protocol", value]
                 i += 1
                 continue
@@ -126,7 +127,10 @@ def _cli_class(wandb_mode: str) -> type:
             if self._get(self.config_init, "trainer", default={}).get("logger") in (None, True):
                 loggers: list[Any] = [CSVLogger(save_dir="runs", name="csv")]
                 if wandb_mode != "disabled":
-                    loggers.append(WandbLogger(project="hashbench", save_dir="runs", mode=wandb_mode))
+                    from hashbench.quiet import without_anonymous_setting
+
+                    wandb = WandbLogger(project="hashbench", save_dir="runs", mode=wandb_mode)
+                    loggers.append(without_anonymous_setting(wandb))
                 kwargs.setdefault("logger", loggers)
             return super().instantiate_trainer(**kwargs)
 
@@ -181,7 +185,7 @@ def _list(argv: list[str]) -> int:
     print(f"{'method':<14} {'supervision':<13} {'paper':<40} note")
     for name, cls in rows:
         p = cls.paper
-        note = "loss reconstructed from the abstract" if p.reconstruction else ""
+        note = "[R] loss reconstructed (see the module docstring)" if p.reconstruction else ""
         print(f"{name:<14} {cls.supervision:<13} {(p.venue + ' ' + str(p.year))[:40]:<40} {note}")
     return 0
 
@@ -205,10 +209,12 @@ def _run(argv: list[str]) -> int:
     from hashbench.bench.run import run_cell
     from hashbench.registry import resolve_method
 
-    try:
-        profile = resolve_profile(None, args.profile, resolve_method(args.method))
-    except (KeyError, TypeError, ValueError) as err:
-        raise SystemExit(str(err.args[0])) from None
+    if any(bits < 1 for bits in args.bits):
+        parser.error(f"--bits must be positive code lengths, got {args.bits}")
+    profile = resolve_profile(None, args.profile, resolve_method(args.method))
+    from hashbench.data import get_protocol
+
+    get_protocol(args.data)  # an unknown protocol fails here, before any training
     for bits in args.bits:
         res = run_cell(
             args.method,
@@ -227,11 +233,21 @@ def _run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``hashbench`` console script."""
+    """Entry point of the ``hashbench`` console script: every subcommand runs inside the error boundary."""
+    from hashbench.errors import cli_boundary, debug_requested
+    from hashbench.quiet import install_warning_filters, verbose_requested
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    install_warning_filters(verbose=verbose_requested(argv))
+    prog = "hashbench" if not argv or argv[0].startswith("-") else f"hashbench {argv[0]}"
+    return cli_boundary(prog, _dispatch, argv, debug=debug)
+
+
+def _dispatch(argv: list[str]) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(f"usage: hashbench {_COMMANDS} ...\n" + _usage())
+        print(f"usage: hashbench [-v] [--debug] {_COMMANDS} ...\n" + _usage())
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd in LIGHTNING_COMMANDS:
@@ -260,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         from hashbench.cli_search import search_main
 
         return search_main(rest)
-    print(f"hashbench: unknown command {cmd!r}\nusage: hashbench {_COMMANDS} ...")
+    from hashbench.errors import suggest
+
+    close = suggest(cmd, _COMMANDS.strip("{}").split(","))
+    maybe = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    print(f"hashbench: error: unknown command {cmd!r}{maybe}\nusage: hashbench {_COMMANDS} ...", file=sys.stderr)
     return 2
 
 

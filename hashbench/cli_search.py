@@ -7,7 +7,7 @@ protocol, code version, checkpoint sha256, ids). ``hashbench search INDEX --imag
 top-k of each query with its Hamming distance. See :mod:`hashbench.search` for the Python API and the tie rule.
 
 Errors (unreadable or mismatched files, wrong method or data) are printed as ``hashbench export: error: ...``
-and return exit status 2.
+with the exit statuses of :data:`hashbench.errors.EXIT_CODES` (2 a wrong value, 3 a missing file, ...).
 """
 
 from __future__ import annotations
@@ -97,18 +97,17 @@ def build_search_parser() -> argparse.ArgumentParser:
 
 
 def _run(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None, func: Any) -> int:
-    from hashbench.data.roots import DatasetNotFoundError
-    from hashbench.search import CheckpointError, IndexFileError
+    from hashbench.errors import cli_boundary
 
-    try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
-    except SystemExit as exc:  # argparse has printed the usage / error
-        return int(exc.code or 0)
-    try:
-        return func(args)
-    except (IndexFileError, CheckpointError, DatasetNotFoundError, ValueError, OSError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+    def run(args: list[str]) -> int:
+        try:
+            parsed = parser.parse_args(args)
+        except SystemExit as exc:  # argparse has printed the usage / error
+            return int(exc.code or 0)
+        return func(parsed)
+
+    # unreadable or mismatched files, a wrong method or protocol: one line (hashbench.errors)
+    return cli_boundary(prog, run, list(argv) if argv is not None else sys.argv[1:])
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

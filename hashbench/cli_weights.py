@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hashbench.errors import EXIT_CODES
 from hashbench.nn import weights as W
 
 __all__ = ["main", "build_parser"]
@@ -45,20 +46,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check files on disk (or ``--file``) against the recorded sha256; non-zero on any mismatch."""
     if args.file and len(args.names) != 1:
-        print("error: --file needs exactly one NAME (which file it should be)", file=sys.stderr)
-        return 2
+        raise SystemExit("--file needs exactly one NAME (which file it should be)")
     names = args.names or list(W.WEIGHTS)
     bad = found = 0
     for name in names:
-        try:
-            W.get_source(name)
-        except KeyError as err:
-            print(f"error: {err.args[0]}", file=sys.stderr)
-            return 2
+        W.get_source(name)  # an unknown name is a user error (the CLI's boundary prints it)
         paths = [Path(args.file)] if args.file else [p for p in W.candidate_paths(name) if p.is_file()]
         if args.file and not paths[0].is_file():
-            print(f"error: {paths[0]} does not exist", file=sys.stderr)
-            return 1
+            raise FileNotFoundError(f"{paths[0]} does not exist")
         if not paths:
             print(f"--   {name}: not on disk (`hashbench weights list` says where to put it)")
             continue
@@ -73,19 +68,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"ok   {name}: {path} sha256 {digest}")
     if bad:
         print(f"{bad} of {found} file(s) failed the checksum: they are refused when a backbone loads", file=sys.stderr)
-        return 1
+        return EXIT_CODES["checksum"]
     if args.names and not found:
-        return 1
+        return EXIT_CODES["missing"]
     return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Put a checked copy of ``--from FILE`` (or a download) where hashbench looks for ``NAME``."""
-    try:
-        source = W.get_source(args.name)
-    except KeyError as err:
-        print(f"error: {err.args[0]}", file=sys.stderr)
-        return 2
+    source = W.get_source(args.name)
     folder = os.environ.get(W.ENV_VAR)
     dest_dir = Path(args.dest or folder or W.hub_checkpoint_dir()).expanduser()
     dest = dest_dir / source.filename
@@ -97,8 +88,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.src is not None:
         src = Path(args.src).expanduser()
         if not src.is_file():
-            print(f"error: {src} does not exist", file=sys.stderr)
-            return 1
+            raise FileNotFoundError(f"{src} does not exist")
         digest = W.verify_file(args.name, src)
         dest_dir.mkdir(parents=True, exist_ok=True)
         if src.resolve() != dest.resolve():
@@ -109,7 +99,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         return 0
     if not (args.download or W.allow_download()):
         print(W.missing_message(args.name), file=sys.stderr)
-        return 1
+        return EXIT_CODES["missing"]
     import torch
 
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -159,15 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hashbench weights`` with the arguments after ``weights``; returns the exit status."""
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
-    try:
-        return args.func(args)
-    except W.WeightsChecksumError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    from hashbench.errors import cli_boundary
+
+    def run(args: list[str]) -> int:
+        parsed = build_parser().parse_args(args)
+        return parsed.func(parsed)
+
+    return cli_boundary("hashbench weights", run, list(argv) if argv is not None else sys.argv[1:])
 
 
 if __name__ == "__main__":

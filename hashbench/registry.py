@@ -147,7 +147,9 @@ def resolve_method(name: str) -> type:
         return _REGISTRY[key]
     known = ", ".join(list_methods())
     if "." not in name:
-        raise KeyError(f"unknown method {name!r}; registered methods: {known} (or give a class's import path)")
+        from hashbench.errors import UnknownNameError
+
+        raise UnknownNameError("method", name, list_methods(), "or give a class's import path")
     module_name, _, class_name = name.rpartition(".")
     try:
         obj = getattr(importlib.import_module(module_name), class_name)
@@ -241,6 +243,10 @@ def resolve_methods(
             except KeyError:
                 missing.append(name)
     if strict and missing:
+        from hashbench.errors import UnknownNameError
+
+        if len(missing) == 1:
+            raise UnknownNameError("method", missing[0], list_methods())
         raise KeyError(f"unknown method(s) {missing}; registered methods: {', '.join(list_methods())}")
     return found, missing
 

@@ -20,9 +20,13 @@ def test_wandb_option_is_consumed_and_checked() -> None:
         rewrite_lightning_args(["fit", "--model", "DPSH", "--wandb", "sometimes"])
 
 
-def test_unknown_method_is_a_clear_error() -> None:
-    with pytest.raises(SystemExit, match="unknown method 'nope'"):
+def test_unknown_method_is_a_clear_error(capsys) -> None:
+    with pytest.raises(KeyError, match="unknown method 'nope'"):
         rewrite_lightning_args(["fit", "--model", "nope", "--data", "pkg.Data"])
+    assert main(["fit", "--model", "dpssh", "--data", "pkg.Data"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hashbench fit: error: unknown method 'dpssh'; did you mean 'DPSH'")
+    assert "Traceback" not in err
 
 
 def test_help_and_unknown_command(capsys) -> None:
@@ -54,10 +58,10 @@ def test_run_resolves_method_and_profile_before_training(monkeypatch, capsys) ->
     from hashbench.bench.profiles import resolve_profile
     from hashbench.registry import resolve_method
 
-    with pytest.raises(SystemExit, match="unknown method 'nope'"):
-        main(["run", "--model", "nope"])
-    with pytest.raises(SystemExit, match="unknown profile 'nope'"):
-        main(["run", "--model", "DPSH", "--profile", "nope"])
+    assert main(["run", "--model", "nope"]) == 2
+    assert "hashbench run: error: unknown method 'nope'" in capsys.readouterr().err
+    assert main(["run", "--model", "DPSH", "--profile", "nope"]) == 2
+    assert "hashbench run: error: unknown profile 'nope'" in capsys.readouterr().err
     calls = []
 
     def fake_run_cell(method, protocol, **kwargs):

@@ -146,10 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``hashbench table``; returns the process exit status (1 when a cell failed)."""
+    """Entry point of ``hashbench table``; returns the process exit status (1 when a cell failed, the codes of
+    :data:`hashbench.errors.EXIT_CODES` for a user error, printed as one line)."""
+    from hashbench.errors import cli_boundary
+
+    return cli_boundary("hashbench table", _main, sys.argv[1:] if argv is None else argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
 
@@ -167,12 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("hashbench table: error: SPEC is required (see --list)", file=sys.stderr)
         return 2
-    try:
-        spec = load_spec(args.spec)
-        shard = parse_shard(args.shard)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"hashbench table: error: {err}", file=sys.stderr)
-        return 2
+    spec = load_spec(args.spec)  # errors (unknown table, bad spec) go to the CLI's error boundary
+    shard = parse_shard(args.shard)
     store = ResultStore(args.results)
     if args.clear_locks:
         removed = store.clear_locks()
@@ -184,15 +187,11 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = args.profile or spec.profile
     apply_settings(spec, profile, args.settings)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is not registered in hashbench.*")
-            cells, missing = expand_grid(spec, profile, args.seeds, args.methods, args.bits, strict=args.strict_version)
-        if shard[1] > 1:
-            cells = shard_cells(cells, *shard)
-    except (ValueError, KeyError) as err:
-        print(f"hashbench table: error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is not registered in hashbench.*")
+        cells, missing = expand_grid(spec, profile, args.seeds, args.methods, args.bits, strict=args.strict_version)
+    if shard[1] > 1:
+        cells = shard_cells(cells, *shard)
     out_dir = Path(args.out) if args.out else leaderboards_dir()
     if args.compare:
         from hashbench.bench.compare import compare_stores, format_comparison
@@ -223,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         report = preflight(cells, store, out_dir, args.wandb, download=args.download)
         if report.problems:
             print(format_problems(spec.name, report), file=sys.stderr)
-            return 2
+            return report.exit_code
         for warning in report.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         options = RunOptions(
@@ -240,13 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             strict_version=args.strict_version,
             keep_going=not args.fail_fast,
         )
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*is not registered in hashbench.*")
-                summary = run_table(spec, options)
-        except (ValueError, FileNotFoundError) as err:
-            print(f"hashbench table: error: {err}", file=sys.stderr)
-            return 2
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is not registered in hashbench.*")
+            summary = run_table(spec, options)
         print(
             f"table {spec.name}: {summary.ran} ran, {summary.cached} cached, {len(summary.failed)} failed, "
             f"{len(summary.locked)} locked by other shards"
@@ -272,9 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     except LeaderboardKept as kept:
         print(f"warning: {kept}", file=sys.stderr)
         return status
-    except ValueError as err:
-        print(f"hashbench table: error: {err}", file=sys.stderr)
-        return 2
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return status
 

@@ -42,6 +42,8 @@ class Problem:
 
     what: str
     how: str = ""
+    #: the kind of failure, a key of :data:`hashbench.errors.EXIT_CODES` (it sets ``hashbench table``'s exit status)
+    kind: str = "missing"
 
 
 @dataclass
@@ -55,6 +57,15 @@ class PreflightReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def exit_code(self) -> int:
+        """The exit status for these problems: their kind's (:data:`hashbench.errors.EXIT_CODES`), or "missing"'s
+        when they are of several kinds."""
+        from hashbench.errors import EXIT_CODES
+
+        kinds = {p.kind for p in self.problems}
+        return EXIT_CODES[kinds.pop() if len(kinds) == 1 else "missing"]
 
 
 def _data_key(cell: Cell) -> str:
@@ -88,7 +99,11 @@ def _check_data(cell: Cell, download: bool) -> tuple[list[Problem], str]:
             how += "\nOr rerun with --download to let the preflight fetch it (needs internet)."
         return [Problem(f"data for protocol {protocol!r}: {what}", how)], ""
     except SplitChecksumError as err:
-        return [Problem(f"split of protocol {protocol!r}: {err}", f"`hashbench data verify {protocol}` explains")], ""
+        return [
+            Problem(
+                f"split of protocol {protocol!r}: {err}", f"`hashbench data verify {protocol}` explains", "checksum"
+            )
+        ], ""
     except (OSError, ValueError, KeyError, ImportError) as err:
         return [Problem(f"data for protocol {protocol!r}: {type(err).__name__}: {err}")], ""
     checked = f"{label}: files found" + (f", {len(lines)} checksum line(s) ok" if lines else "") + ", split ok"
@@ -123,7 +138,7 @@ def _check_weights(need: Any, method: str) -> tuple[Problem | None, str]:
         timm_weights_present(need.name)
         return None, f"weights for {need.name}: found"
     except W.WeightsChecksumError as err:
-        return Problem(f"{err} (needed by {why})"), ""
+        return Problem(f"{err} (needed by {why})", kind="checksum"), ""
     except (PretrainedWeightsUnavailable, FileNotFoundError, ValueError) as err:
         return Problem(f"{err} (needed by {why})"), ""
 
@@ -135,7 +150,9 @@ def _check_writable(path: Path, what: str) -> Problem | None:
         os.close(fd)
         os.unlink(tmp)
     except OSError as err:
-        return Problem(f"the {what} {path} is not writable: {err}", "pass another folder or fix its permissions")
+        return Problem(
+            f"the {what} {path} is not writable: {err}", "pass another folder or fix its permissions", "output"
+        )
     return None
 
 
@@ -193,7 +210,7 @@ def preflight(
     try:
         check_wandb_mode(wandb)
     except ValueError as err:
-        report.problems.append(Problem(str(err)))
+        report.problems.append(Problem(str(err), kind="usage"))
     return report
 
 

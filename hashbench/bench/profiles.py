@@ -92,12 +92,14 @@ def resolve_profile(
             return dict(getattr(method_cls, "paper_training", {}) or {})
         if name in PROFILES:
             return dict(PROFILES[name])
+        from hashbench.errors import UnknownNameError
+
         if spec is not None:
             from hashbench.bench.spec import SpecError
 
             known = sorted({*PROFILES, *table_profiles})
-            raise SpecError(f"table {spec.name!r}: unknown profile {name!r}; known profiles: {known}")
-        raise ValueError(f"unknown profile {name!r}; built-in profiles: {', '.join(PROFILES)} (or pass a mapping)")
+            raise SpecError(f"table {spec.name!r}: {UnknownNameError('profile', name, known)}")
+        raise ValueError(str(UnknownNameError("profile", name, PROFILES, "or pass a mapping")))
 
     if profile not in table_profiles:
         return builtin(profile)

@@ -138,6 +138,8 @@ def run_cell(
         callbacks.append(early)
     tkw = {
         "max_epochs": max_epochs,
+        # Lightning logs every 50 steps by default; an epoch with fewer batches would log no step at all.
+        "log_every_n_steps": _logging_interval(datamodule),
         "logger": logger,
         "callbacks": callbacks,
         "enable_checkpointing": has_val,
@@ -184,6 +186,15 @@ def run_cell(
         extra,
         recipe,
     )
+
+
+def _logging_interval(datamodule: Any, default: int = 50) -> int:
+    """Lightning's ``log_every_n_steps``: its default of 50, or once per batch when an epoch has fewer batches."""
+    try:
+        n_batches = len(datamodule.train_dataloader())
+    except TypeError:  # an iterable-style loader has no length
+        return default
+    return max(1, min(default, n_batches))
 
 
 def executed_recipe(model: Any, trainer: Any, datamodule: Any) -> dict[str, Any]:

@@ -143,6 +143,8 @@ def check_wandb_mode(mode: str) -> None:
 def _wandb_logger(cell: Cell, mode: str, save_dir: Path) -> Any:
     from lightning.pytorch.loggers import WandbLogger
 
+    from hashbench.quiet import without_anonymous_setting
+
     save_dir.mkdir(parents=True, exist_ok=True)
     tags = [
         cell.method,
@@ -151,7 +153,7 @@ def _wandb_logger(cell: Cell, mode: str, save_dir: Path) -> Any:
         str(cell.config.get("backbone")),
         f"seed{cell.seed}",
     ]
-    return WandbLogger(
+    logger = WandbLogger(
         project=os.environ.get("WANDB_PROJECT", "hashbench"),
         group=cell.table,
         name=f"{cell.table}/{cell.method}-{cell.n_bits}b-s{cell.seed}",
@@ -161,6 +163,7 @@ def _wandb_logger(cell: Cell, mode: str, save_dir: Path) -> Any:
         offline=mode == "offline",
         config={"cell_key": cell.key, **cell.config, "code": cell.code},
     )
+    return without_anonymous_setting(logger)
 
 
 def _wandb_link(logger: Any, mode: str, results_root: Path) -> dict[str, Any]:

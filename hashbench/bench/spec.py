@@ -72,6 +72,7 @@ __all__ = [
     "TableSpec",
     "Variant",
     "SpecError",
+    "SpecNotFoundError",
     "load_spec",
     "parse_spec",
     "tables_dir",
@@ -109,6 +110,10 @@ _METRIC = re.compile(r"^(mAP@(all|\d+)|P@H<=\d+|P@\d+|R@\d+)( (I→T|T→I))?$")
 _VARIANT_KEYS = ("method", "kwargs")
 #: keys of ``profiles.<name>.per_method.<row>`` that are not training settings of their own
 _PER_METHOD_RESERVED = ("base", "per_method")
+
+
+class SpecNotFoundError(FileNotFoundError):
+    """No table spec of that name or path (the message suggests the closest names and lists the available ones)."""
 
 
 class SpecError(ValueError):
@@ -196,7 +201,7 @@ def load_spec(name_or_path: str | Path) -> TableSpec:
     """Read a spec by name (``cifar10`` → ``experiments/tables/cifar10.yaml``) or by path.
 
     Raises:
-        FileNotFoundError: no such file; the message lists the available specs.
+        SpecNotFoundError: no such file (a FileNotFoundError); the message lists the available specs.
         SpecError: the file is not a valid spec.
     """
     path = Path(name_or_path)
@@ -205,9 +210,13 @@ def load_spec(name_or_path: str | Path) -> TableSpec:
         if candidate.is_file() or not path.is_file():
             path = candidate
     if not path.is_file():
-        raise FileNotFoundError(
-            f"table spec {str(name_or_path)!r} not found (looked for {path}); "
-            f"available specs in {tables_dir()}: {', '.join(list_specs()) or 'none'}"
+        from hashbench.errors import suggest
+
+        close = suggest(str(name_or_path), list_specs())
+        maybe = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise SpecNotFoundError(
+            f"table spec {str(name_or_path)!r} not found (looked for {path}){maybe} "
+            f"(available specs in {tables_dir()}: {', '.join(list_specs()) or 'none'})"
         )
     try:
         raw = yaml.safe_load(path.read_text())

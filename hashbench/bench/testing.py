@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from hashbench.methods.base import HashingMethod, Paper
 
-__all__ = ["PointwiseTestHash", "per_sample_network"]
+__all__ = ["DivergingTestHash", "PointwiseTestHash", "per_sample_network"]
 
 
 def per_sample_network(module: nn.Module) -> nn.Module:
@@ -58,3 +58,19 @@ class PointwiseTestHash(HashingMethod):
         ce = F.cross_entropy(self.classifier(u), batch.labels.argmax(1))
         quant = self.quantization * (u.abs() - 1).pow(2).mean()
         return {"ce": ce, "quantization": quant, "loss": ce + quant}
+
+
+class DivergingTestHash(PointwiseTestHash):
+    """:class:`PointwiseTestHash` whose quantization term turns NaN at training step ``diverge_at`` (a fixture for
+    the non-finite-loss stop)."""
+
+    def __init__(self, n_bits: int = 16, diverge_at: int = 2, **kwargs: Any) -> None:
+        super().__init__(n_bits=n_bits, **kwargs)
+        self.diverge_at = diverge_at
+
+    def compute_loss(self, batch: Any) -> dict[str, Tensor]:
+        terms = super().compute_loss(batch)
+        if self.global_step >= self.diverge_at:
+            terms["quantization"] = terms["quantization"] * float("nan")
+            terms["loss"] = terms["ce"] + terms["quantization"]
+        return terms

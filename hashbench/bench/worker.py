@@ -17,6 +17,9 @@ from hashbench.bench.store import atomic_write_json
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hashbench.quiet import install_warning_filters, verbose_requested
+
+    install_warning_filters(verbose=verbose_requested([]))  # the parent's -v reaches here as HASHBENCH_VERBOSE
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m hashbench.bench.worker CELL_JSON OUT_JSON", file=sys.stderr)

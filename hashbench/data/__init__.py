@@ -27,7 +27,7 @@ from hashbench.data.registry import (
     list_datamodules,
     register_datamodule,
 )
-from hashbench.data.roots import DatasetNotFoundError
+from hashbench.data.roots import DataChecksumError, DatasetNotFoundError
 from hashbench.data.splits import SplitChecksumError
 from hashbench.data.svhn import SVHNDataModule
 from hashbench.data.synthetic_text import FashionMNISTTextDataModule
@@ -38,6 +38,7 @@ __all__ = [
     "CrossModalClipDataModule",
     "CrossModalMatDataModule",
     "DataFacts",
+    "DataChecksumError",
     "DatasetNotFoundError",
     "FashionMNISTDataModule",
     "FashionMNISTTextDataModule",

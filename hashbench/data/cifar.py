@@ -17,7 +17,7 @@ from hashbench.data.base import HashingDataModule, Pool
 from hashbench.data.formats import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, read_cifar10
 from hashbench.data.protocols import get_protocol
 from hashbench.data.registry import register_datamodule
-from hashbench.data.roots import candidate_dirs, download_dir, not_found
+from hashbench.data.roots import DataChecksumError, candidate_dirs, download_dir, not_found
 
 BATCHES_DIR = "cifar-10-batches-py"
 HOW_TO_GET = (
@@ -61,7 +61,7 @@ def verify_files(directory: Path) -> list[str]:
         One report line per file.
 
     Raises:
-        ValueError: a mismatch.
+        DataChecksumError: a mismatch (a ValueError).
     """
     from torchvision.datasets import CIFAR10
 
@@ -69,7 +69,9 @@ def verify_files(directory: Path) -> list[str]:
     for name, expected in [*CIFAR10.train_list, *CIFAR10.test_list]:
         actual = md5_file(directory / name)
         if actual != expected:
-            raise ValueError(f"{directory / name}: md5 {actual}, expected {expected} (torchvision's CIFAR10 record)")
+            raise DataChecksumError(
+                f"{directory / name}: md5 {actual}, expected {expected} (torchvision's CIFAR10 record)"
+            )
         lines.append(f"ok  {directory / name}  md5 {actual}")
     return lines
 

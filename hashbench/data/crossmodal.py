@@ -176,7 +176,9 @@ class CrossModalMatDataModule(HashingDataModule):
 
 def clip_tokenizer(max_words: int) -> Callable[[list[str]], Tensor]:
     """open_clip's BPE tokenizer (vocabulary shipped with the package, no download) truncated to ``max_words``."""
-    import open_clip
+    from hashbench.errors import optional_import
+
+    open_clip = optional_import("open_clip", "clip", 'the CLIP tokenizer (tokenizer="clip")')
 
     def tokenize(texts: list[str]) -> Tensor:
         return open_clip.tokenize(texts, context_length=max_words)

@@ -21,7 +21,7 @@ from hashbench.data.base import HashingDataModule, Pool
 from hashbench.data.formats import parse_idx, read_idx_bytes
 from hashbench.data.protocols import get_protocol
 from hashbench.data.registry import register_datamodule
-from hashbench.data.roots import candidate_dirs, download_dir, not_found
+from hashbench.data.roots import DataChecksumError, candidate_dirs, download_dir, not_found
 from hashbench.data.splits import committed_split_path, sha256_bytes
 
 #: Where Debian's ``dataset-fashion-mnist`` package installs the original IDX .gz files.
@@ -152,7 +152,7 @@ class FashionMNISTDataModule(HashingDataModule):
         for name, path in locate_files(self.root).items():
             actual = sha256_bytes(read_idx_bytes(path))
             if actual != FILES[name]:
-                raise ValueError(f"{path}: decompressed sha256 {actual}, expected {FILES[name]}. {HOW_TO_GET}")
+                raise DataChecksumError(f"{path}: decompressed sha256 {actual}, expected {FILES[name]}. {HOW_TO_GET}")
             lines.append(f"ok  {path}  sha256(decompressed) {actual}")
         return lines
 

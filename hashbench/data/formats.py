@@ -7,8 +7,12 @@ expected.
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import pickle
+import re
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,13 +23,17 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 
 
 def read_idx_bytes(path: str | os.PathLike[str]) -> bytes:
-    """Raw (decompressed) bytes of an IDX file, gzipped (``.gz``) or not."""
+    """Raw (decompressed) bytes of an IDX file, gzipped (``.gz``) or not.
+
+    Raises:
+        OSError: the file cannot be read or is not a valid gzip stream (``cannot read IDX file <path>: ...``).
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
             return handle.read()
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:  # zlib.error: a corrupt deflate stream inside the .gz
         raise OSError(f"cannot read IDX file {path}: {err}") from err
 
 
@@ -33,20 +41,26 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     """Parse IDX bytes (the MNIST / Fashion-MNIST format) into an array.
 
     Raises:
-        ValueError: bad magic number or a size that does not match the header.
+        ValueError: bad magic number, a truncated header or a size that does not match the header; names
+            ``source``.
     """
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"{source} is not an IDX file (bad magic number {data[:4]!r})")
     ndim = data[3]
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{source}: truncated IDX header (expected {header} bytes for {ndim} dimensions)")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: np.prod would wrap around in int64
     if len(data) - header != expected:
         raise ValueError(
             f"{source}: header says shape {shape} ({expected} bytes) but the file has {len(data) - header}"
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    try:
+        return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    except ValueError as err:  # e.g. an empty array whose other dimensions are too large or too many for numpy
+        raise ValueError(f"{source}: header shape {shape} is not a representable array ({err})") from None
 
 
 # ---------------------------------------------------------------------------------------------- CIFAR-10 pickles
@@ -54,27 +68,64 @@ CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST_FILE = "test_batch"
 
 
+# What unpickling a damaged file can raise besides UnpicklingError (truncated or altered opcodes and arguments).
+_UNPICKLING_ERRORS = (
+    OSError,
+    EOFError,
+    pickle.UnpicklingError,
+    AttributeError,
+    ImportError,
+    IndexError,
+    KeyError,
+    OverflowError,
+    TypeError,
+    ValueError,
+    RecursionError,
+)
+
+
 def read_cifar_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """Read one CIFAR-10 python batch (a pickled dict with ``data`` (N, 3072) uint8 and ``labels``).
 
     Returns:
         ``(images (N, 3, 32, 32) uint8, labels (N,) int64)``.
+
+    Raises:
+        OSError: the file cannot be read or unpickled.
+        ValueError: the content is not such a dict (wrong keys, types, shapes or values); names the file.
     """
     try:
         with open(path, "rb") as handle:
             entry = pickle.load(handle, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError) as err:
+    except _UNPICKLING_ERRORS as err:
         raise OSError(f"cannot read CIFAR batch {path}: {err}") from err
     if not isinstance(entry, dict):
         raise ValueError(f"{path}: expected a pickled dict with 'data' and 'labels', got {type(entry).__name__}")
-    entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
+    entry = {k.decode("utf-8", "replace") if isinstance(k, bytes) else k: v for k, v in entry.items()}
     if "data" not in entry or "labels" not in entry:
-        raise ValueError(f"{path}: expected keys 'data' and 'labels', found {sorted(entry)}")
-    data = np.asarray(entry["data"], dtype=np.uint8)
-    labels = np.asarray(entry["labels"], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
+        found = ", ".join(sorted(map(repr, entry)))  # keys of any (mixed) types: sort their reprs
+        raise ValueError(f"{path}: expected keys 'data' and 'labels', found [{found}]")
+    data = _integer_array(entry["data"], np.uint8, "data", path)
+    labels = _integer_array(entry["labels"], np.int64, "labels", path)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1 or data.shape[0] != labels.shape[0]:
         raise ValueError(f"{path}: expected data (N, 3072) and N labels, got {data.shape} and {labels.shape}")
     return data.reshape(-1, 3, 32, 32), labels
+
+
+def _integer_array(value: object, dtype: type[np.integer], what: str, path: str | os.PathLike[str]) -> np.ndarray:
+    """``value`` as an array of ``dtype``, refusing (``ValueError`` naming ``path``) anything that is not integers
+    (or booleans) within the range of ``dtype``; nothing is cast with wrap-around or truncation."""
+    info = np.iinfo(dtype)
+    try:
+        array = np.asarray(value)
+        integral = array.dtype.kind in "biu" or array.size == 0  # np.asarray([]) is float64
+        in_range = integral and (array.size == 0 or (int(array.min()) >= info.min and int(array.max()) <= info.max))
+    except (TypeError, ValueError, OverflowError, RecursionError) as err:  # ragged or otherwise not an array
+        raise ValueError(f"{path}: {what} is not an array of integers ({type(err).__name__}: {err})") from None
+    if not in_range:
+        kind = f"dtype {array.dtype}" if not integral else f"values in [{array.min()}, {array.max()}]"
+        raise ValueError(f"{path}: expected {what} to hold integers in [{info.min}, {info.max}], got {kind}")
+    return array.astype(dtype, copy=False)
 
 
 def read_cifar10(directory: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -111,6 +162,9 @@ def read_svhn_mat(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]
 
 
 # ------------------------------------------------------------------------------------------------------ list files
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
 def parse_list_file(path: str | os.PathLike[str], num_classes: int | None = None) -> tuple[list[str], np.ndarray]:
     """Parse a DeepHash-pytorch / HashNet list file: ``relative/path l1 l2 ... lC`` per line (0/1 labels).
 
@@ -124,16 +178,26 @@ def parse_list_file(path: str | os.PathLike[str], num_classes: int | None = None
         ``(paths, labels (N, C) uint8)``.
 
     Raises:
-        ValueError: a malformed line (reported as ``file:line``) or a wrong label count.
+        ValueError: a malformed line or one that is not UTF-8 (reported as ``file:line``), a wrong label count, or
+            an empty file (reported as ``file``).
     """
     paths: list[str] = []
     rows: list[list[int]] = []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
+        text = handle.read().decode("utf-8", "surrogateescape")
+    # Bytes that are not UTF-8 became lone surrogates U+DC80..U+DCFF (which valid UTF-8 never decodes to): the
+    # first line holding one is reported like any other malformed line.
+    undecodable = _UNDECODABLE.search(text) is not None
+    # Universal newlines, exactly like iterating over a file opened in text mode (not str.splitlines, which also
+    # breaks at \x0b, \x0c, \x1c-\x1e, \x85, \u2028, \u2029).
+    with io.StringIO(text, newline=None) as handle:
         for lineno, line in enumerate(handle, start=1):
+            where = f"{path}:{lineno}"
+            if undecodable and (bad := _UNDECODABLE.search(line)):
+                raise ValueError(f"{where}: not UTF-8 text (byte {ord(bad.group()) - 0xDC00:#04x})")
             fields = line.split()
             if not fields:
                 continue
-            where = f"{path}:{lineno}"
             if len(fields) < 2:
                 raise ValueError(f"{where}: expected `relative/path l1 ... lC` (a path and 0/1 labels), got {line!r}")
             labels = fields[1:]

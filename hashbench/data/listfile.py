@@ -22,7 +22,7 @@ from hashbench.data.datasets import ImageFileDataset
 from hashbench.data.formats import parse_list_file
 from hashbench.data.protocols import Protocol
 from hashbench.data.registry import register_datamodule
-from hashbench.data.roots import candidate_dirs, not_found
+from hashbench.data.roots import DataChecksumError, candidate_dirs, not_found
 from hashbench.data.splits import Split, sha256_file
 from hashbench.data.transforms import pil_transform
 
@@ -153,7 +153,9 @@ class ListFileDataModule(HashingDataModule):
         lines = []
         for name, digest in self.list_checksums.items():
             if name in known and known[name] != digest:
-                raise ValueError(f"{directory / name}: sha256 {digest}, expected {known[name]} (reference lists)")
+                raise DataChecksumError(
+                    f"{directory / name}: sha256 {digest}, expected {known[name]} (reference lists)"
+                )
             status = "ok " if name in known else "-- "
             note = "" if name in known else "  (no reference checksum recorded)"
             lines.append(f"{status} {directory / name}  sha256 {digest}{note}")

@@ -482,7 +482,9 @@ def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise KeyError(f"unknown data protocol {name!r}; known protocols: {', '.join(PROTOCOLS)}") from None
+        from hashbench.errors import UnknownNameError
+
+        raise UnknownNameError("data protocol", name, PROTOCOLS, "see `hashbench data list`") from None
 
 
 def _load_plugins() -> None:

@@ -76,8 +76,9 @@ def get_datamodule(family: str) -> type:
     """
     _ensure_loaded()
     if family not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"no datamodule reads the family {family!r}; registered families: {known}")
+        from hashbench.errors import UnknownNameError
+
+        raise UnknownNameError("datamodule family", family, sorted(_REGISTRY))
     return _REGISTRY[family]
 
 

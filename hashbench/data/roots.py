@@ -18,6 +18,10 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are missing; the message says where we looked and how to obtain them."""
 
 
+class DataChecksumError(ValueError):
+    """A dataset file's checksum differs from the published one; the message names the file and both digests."""
+
+
 def user_root(root: str | os.PathLike[str] | None = None) -> Path | None:
     """The data root given by the user: ``root`` if set, else ``$HASHBENCH_DATA``, else ``None``."""
     if root is not None and str(root) != "":

@@ -208,15 +208,42 @@ def split_to_bytes(protocol: Protocol, split: Split, labels: np.ndarray) -> byte
     return (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
+def _index_array(record: dict, name: str, pool_size: int) -> np.ndarray:
+    """``record[name]`` as 1-D int64 indices into the pool.
+
+    Raises:
+        ValueError: not a list of integers in ``[0, pool_size)``.
+    """
+    values = record[name]
+    if not isinstance(values, list):
+        raise ValueError(f"{name!r} must be a list of indices, got {type(values).__name__}")
+    for value in values:  # exact Python ints: nothing wraps around in int64, no float or bool passes as an index
+        if type(value) is not int or not 0 <= value < pool_size:
+            raise ValueError(f"{name!r} holds {value!r}; indices must be integers in [0, {pool_size})")
+    return np.asarray(values, dtype=np.int64).reshape(-1)  # reshape: [] is 1-D too
+
+
 def split_from_bytes(data: bytes, source: str) -> tuple[Split, dict]:
-    """Parse a split file written by :func:`split_to_bytes`; ``source`` names it in errors."""
+    """Parse a split file written by :func:`split_to_bytes`; ``source`` names it in errors.
+
+    Raises:
+        SplitChecksumError: the bytes are not such a file (not a JSON object, a missing field, a ``pool_size`` that
+            is no non-negative integer, index lists that are not lists of integers in ``[0, pool_size)``, an
+            unknown database rule).
+    """
     try:
         record = json.loads(data)
-        query = np.asarray(record["query"], dtype=np.int64)
-        train = np.asarray(record["train"], dtype=np.int64)
-        split = Split(query, train, _database(record["database_rule"], int(record["pool_size"]), query, train))
-    except (ValueError, KeyError, TypeError) as err:
-        raise SplitChecksumError(f"split file {source} is malformed ({err}); delete it to redraw it") from err
+        if not isinstance(record, dict):
+            raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+        pool_size = record["pool_size"]
+        if type(pool_size) is not int or pool_size < 0:
+            raise ValueError(f"'pool_size' must be a non-negative integer, got {pool_size!r}")
+        query = _index_array(record, "query", pool_size)
+        train = _index_array(record, "train", pool_size)
+        split = Split(query, train, _database(record["database_rule"], pool_size, query, train))
+    except (ValueError, KeyError, TypeError, RecursionError) as err:  # RecursionError: absurdly nested JSON
+        detail = f"{type(err).__name__}: {err}" if isinstance(err, (KeyError, RecursionError)) else str(err)
+        raise SplitChecksumError(f"split file {source} is malformed ({detail}); delete it to redraw it") from err
     return split, record
 
 
@@ -224,7 +251,16 @@ def _read_checksums(directory: Path) -> dict[str, str]:
     path = directory / CHECKSUMS_FILE
     if not path.is_file():
         return {}
-    return json.loads(path.read_text())
+    try:
+        checksums = json.loads(path.read_bytes())
+        if not isinstance(checksums, dict):
+            raise ValueError(f"expected a JSON object mapping file names to sha256, got {type(checksums).__name__}")
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise SplitChecksumError(
+            f"checksum file {path} is corrupt ({err}); refusing to run with unverifiable splits. Restore it (git "
+            "checkout for shipped splits) or delete it together with the materialised split files to redraw them."
+        ) from err
+    return checksums
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -270,7 +306,12 @@ def check_split_file(path: Path, checksums_dir: Path) -> tuple[Split, dict, str]
 
 
 def _check_against_labels(split: Split, record: dict, labels: np.ndarray, source: Path) -> None:
-    if int(record["pool_size"]) != len(labels) or record["labels_sha256"] != labels_digest(labels):
+    if "labels_sha256" not in record:
+        raise SplitChecksumError(
+            f"split file {source} records no labels_sha256, so it cannot be matched to the data on disk; refusing "
+            "to run. Restore the file (git checkout for shipped splits) or delete a materialised one to redraw it."
+        )
+    if record["pool_size"] != len(labels) or record["labels_sha256"] != labels_digest(labels):
         raise SplitChecksumError(
             f"split file {source} was drawn from a pool of {record['pool_size']} items with labels sha256 "
             f"{record['labels_sha256']}, but the data on disk has {len(labels)} items with labels sha256 "
@@ -319,11 +360,15 @@ def resolve_split(protocol: Protocol, labels: np.ndarray, materialise_dir: Path 
 
 
 def write_split(protocol: Protocol, split: Split, labels: np.ndarray, directory: Path) -> Path:
-    """Write a split file into ``directory`` and record its sha256 in ``directory/checksums.json``."""
+    """Write a split file into ``directory`` and record its sha256 in ``directory/checksums.json``.
+
+    Raises:
+        SplitChecksumError: the existing ``checksums.json`` is corrupt (then nothing is written).
+    """
     data = split_to_bytes(protocol, split, labels)
     path = directory / f"{protocol.name}.json"
+    checksums = _read_checksums(directory)  # before writing anything: a corrupt checksum file refuses the write
     _atomic_write(path, data)
-    checksums = _read_checksums(directory)
     checksums[path.name] = sha256_bytes(data)
     _atomic_write(directory / CHECKSUMS_FILE, (json.dumps(checksums, indent=2, sort_keys=True) + "\n").encode())
     return path

@@ -19,7 +19,7 @@ from hashbench.data.cifar import md5_file
 from hashbench.data.formats import SVHN_FILES, read_svhn_mat
 from hashbench.data.protocols import get_protocol
 from hashbench.data.registry import register_datamodule
-from hashbench.data.roots import candidate_dirs, download_dir, not_found
+from hashbench.data.roots import DataChecksumError, candidate_dirs, download_dir, not_found
 
 HOW_TO_GET = (
     "run `hashbench data prepare svhn` on a machine with internet (torchvision downloads train_32x32.mat and "
@@ -89,7 +89,9 @@ class SVHNDataModule(HashingDataModule):
             _, name, expected = SVHN.split_list[split]
             actual = md5_file(directory / name)
             if actual != expected:
-                raise ValueError(f"{directory / name}: md5 {actual}, expected {expected} (torchvision's SVHN record)")
+                raise DataChecksumError(
+                    f"{directory / name}: md5 {actual}, expected {expected} (torchvision's SVHN record)"
+                )
             lines.append(f"ok  {directory / name}  md5 {actual}")
         return lines
 

@@ -335,9 +335,10 @@ class HashingMethod(L.LightningModule):
         loss = terms["loss"]
         if not torch.isfinite(loss):
             values = {k: float(v.detach()) for k, v in terms.items()}
+            bad = [k for k, v in values.items() if k != "loss" and not math.isfinite(v)] or ["loss"]
             raise FloatingPointError(
-                f"{type(self).__name__}: non-finite loss at epoch {self.current_epoch}, step {self.global_step}: "
-                f"{values}. Lower the learning rate or check the inputs."
+                f"{type(self).__name__}: non-finite loss at epoch {self.current_epoch}, step {self.global_step}, "
+                f"in the term(s) {', '.join(bad)} (terms: {values}); lower the learning rate or check the inputs"
             )
         batch_size = len(batch[0])
         for key, value in terms.items():

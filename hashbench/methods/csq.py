@@ -137,8 +137,11 @@ class CSQ(HashingMethod):
         self.center_seed = center_seed
 
     def on_data_configured(self) -> None:
-        centers = csq_hash_centers(self.hparams.num_classes, self.n_bits, self.center_seed)
-        g = torch.Generator().manual_seed(self.center_seed)
+        # hparams, not self.center_seed: with num_classes/num_train given (a checkpoint being loaded) the base
+        # __init__ calls this hook before CSQ.__init__ has set its own attributes
+        seed = self.hparams.center_seed
+        centers = csq_hash_centers(self.hparams.num_classes, self.n_bits, seed)
+        g = torch.Generator().manual_seed(seed)
         tie_break = torch.where(torch.rand(self.n_bits, generator=g) < 0.5, -1.0, 1.0)
         self.register_buffer("hash_centers", centers.to(self.device))
         self.register_buffer("tie_break", tie_break.to(self.device))

@@ -631,7 +631,9 @@ def _expected_ap(n_all: Tensor, n_rel: Tensor, k: int | None) -> Tensor:
         value = torch.where(denom > 0, (e_before[sel].unsqueeze(1) + s) / denom.clamp(min=1.0), 0.0)
         ap[sel] = (p * torch.where(valid, value, 0.0)).sum(1)
         stop = start
-    return ap
+    # AP lies in [0, 1] exactly; the closed form can round an ulp or two outside (e.g. an all-relevant query gives
+    # 1 + 2.2e-16). Clamping changes no value that is already in range.
+    return ap.clamp_(0.0, 1.0)
 
 
 def _expected_hits_at(n_all: Tensor, n_rel: Tensor, cutoff: int) -> tuple[Tensor, Tensor]:

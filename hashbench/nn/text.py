@@ -130,7 +130,9 @@ def clip_weights_cached(model_name: str, pretrained: str) -> str | None:
     Looks where open_clip itself would: the Hugging Face cache for the tag's ``hf_hub`` id (safetensors first) and
     open_clip's URL cache (``~/.cache/clip``). Never touches the network.
     """
-    import open_clip
+    from hashbench.errors import optional_import
+
+    open_clip = optional_import("open_clip", "clip", 'CLIP (backbone="clip" / text_encoder="clip")')
 
     cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
     hub = cfg.get("hf_hub", "")
@@ -155,7 +157,9 @@ def clip_weights_cached(model_name: str, pretrained: str) -> str | None:
 
 
 def _clip_model_from_config(config: dict[str, Any]) -> tuple[nn.Module, int, int]:
-    import open_clip
+    from hashbench.errors import optional_import
+
+    open_clip = optional_import("open_clip", "clip", 'CLIP (backbone="clip" / text_encoder="clip")')
     from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
     missing = {"embed_dim", "vision_cfg", "text_cfg"} - set(config)
@@ -189,7 +193,9 @@ def create_clip_towers(
         >>> image_tower(torch.zeros(2, 3, 16, 16)).shape, text_tower(torch.zeros(2, 8, dtype=torch.long)).shape
         (torch.Size([2, 16]), torch.Size([2, 16]))
     """
-    import open_clip
+    from hashbench.errors import optional_import
+
+    open_clip = optional_import("open_clip", "clip", 'CLIP (backbone="clip" / text_encoder="clip")')
 
     if isinstance(model, dict):
         if pretrained:

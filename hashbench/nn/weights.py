@@ -143,7 +143,9 @@ def get_source(name: str) -> WeightsSource:
     try:
         return WEIGHTS[name]
     except KeyError:
-        raise KeyError(f"no pretrained weights are recorded for {name!r}; known: {', '.join(WEIGHTS)}") from None
+        from hashbench.errors import UnknownNameError
+
+        raise UnknownNameError("pretrained weights", name, WEIGHTS, "see `hashbench weights list`") from None
 
 
 def hub_checkpoint_dir() -> Path:

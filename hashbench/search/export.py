@@ -56,7 +56,7 @@ def find_checkpoint(path: str | Path) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise CheckpointError(f"{path}: no such checkpoint file or run folder")
+        raise FileNotFoundError(f"{path}: no such checkpoint file or run folder")
     found = [p for p in path.rglob("*.ckpt") if p.is_file()]
     if not found:
         raise CheckpointError(f"{path}: no *.ckpt file below this folder")

@@ -118,9 +118,9 @@ def meta_path(path: str | Path) -> Path:
 
 
 def _faiss() -> Any:
-    import faiss
+    from hashbench.errors import optional_import
 
-    return faiss
+    return optional_import("faiss", "faiss", "a faiss index (flat, hash, multihash, hnsw; `mih` needs no faiss)")
 
 
 def default_params(index_type: str, n_bits: int, num_items: int) -> dict[str, int]:
@@ -582,13 +582,14 @@ def load_index(
         verify: check the index file's sha256 against the metadata (catches truncated or altered files).
 
     Raises:
-        IndexFileError: a missing, unreadable or corrupted file, an index that does not match its metadata, or a
+        FileNotFoundError: no file at ``path``.
+        IndexFileError: an unreadable or corrupted file, an index that does not match its metadata, or a
             method / bit / type mismatch.
     """
     path = Path(path)
     mpath = meta_path(path)
     if not path.is_file():
-        raise IndexFileError(f"{path}: no such index file")
+        raise FileNotFoundError(f"{path}: no such index file")
     if not mpath.is_file():
         raise IndexFileError(
             f"{path}: its metadata file {mpath.name} is missing; an index needs it to know which codes it holds "

@@ -91,7 +91,7 @@ def test_preflight_lists_every_problem_at_once(tmp_path: Path, monkeypatch: pyte
     assert "output folder" in text and "not writable" in text
     assert "W&B API key" in text
     assert len(report.problems) == 4
-    assert main(["nuswide21", "--results", str(tmp_path / "res"), "--out", str(tmp_path / "lb")]) == 2
+    assert main(["nuswide21", "--results", str(tmp_path / "res"), "--out", str(tmp_path / "lb")]) == 3  # missing
 
 
 def test_plan_prints_every_cell_with_cache_state_and_estimate(tmp_path: Path, capsys) -> None:

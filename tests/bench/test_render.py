@@ -146,7 +146,7 @@ def test_cli_errors_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "available specs" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("title: x\nprotocol: p\nbits: [12]\nmethods: [DPSH]\nmetric: mAP@all\ncolour: red\n")
-    assert main([str(bad), "--render-only"]) == 2
+    assert main([str(bad), "--render-only"]) == 5  # a bad spec (hashbench.errors.EXIT_CODES["config"])
     assert "unknown key(s) ['colour']" in capsys.readouterr().err
     assert main(["cifar10", "--shard", "3/2"]) == 2
     assert main(["cifar10", "--seeds", "zero"]) == 2

@@ -74,6 +74,18 @@ def test_shapes_codes_and_finite_named_losses(name: str, multi_label: bool) -> N
 
 
 @pytest.mark.parametrize("name", IMAGE_METHODS)
+def test_builds_from_its_hyperparameters_as_a_checkpoint_does(name: str) -> None:
+    # load_from_checkpoint passes the saved hparams, num_classes and num_train included: the base __init__ then
+    # configures the data (and calls on_data_configured) before the subclass's __init__ has set its attributes
+    trained = get_method(name)(n_bits=16)
+    trained.configure_data(num_classes=6, num_train=32, image_shape=(1, 28, 28))
+    hparams = {k: v for k, v in trained.hparams.items() if k not in ("in_channels", "image_size")}
+    clone = type(trained)(**{**hparams, "in_channels": 1, "image_size": 28})
+    missing, unexpected = clone.load_state_dict(trained.state_dict(), strict=False)
+    assert not unexpected and not [k for k in missing if not k.startswith("_metric")], (missing, unexpected)
+
+
+@pytest.mark.parametrize("name", IMAGE_METHODS)
 def test_gradients_reach_backbone_and_head(name: str) -> None:
     model = _configured(name)
     if not model.automatic_optimization:

@@ -114,10 +114,10 @@ def test_method_weights_argument_reaches_the_backbone(tmp_path, weights_dir) -> 
 def test_cli_verify_corrupted_file_names_file_and_expected_sha(weights_dir, capsys) -> None:
     bad = weights_dir / "alexnet-owt-7be5be79.pth"
     bad.write_bytes(b"not really alexnet")
-    assert weights_main(["verify", "alexnet"]) == 1
+    assert weights_main(["verify", "alexnet"]) == 4  # checksum mismatch
     err = capsys.readouterr().err
     assert str(bad) in err and "expected sha256 prefix (published in the file name) 7be5be79" in err
-    assert weights_main(["verify", "clip-ViT-B-32-openai", "--file", str(bad)]) == 1
+    assert weights_main(["verify", "clip-ViT-B-32-openai", "--file", str(bad)]) == 4
     err = capsys.readouterr().err
     assert str(bad) in err and W.WEIGHTS["clip-ViT-B-32-openai"].sha256 in err
 
@@ -126,12 +126,12 @@ def test_cli_list_and_prepare(weights_dir, tmp_path, monkeypatch, capsys) -> Non
     assert weights_main(["list"]) == 0
     out = capsys.readouterr().out
     assert "alexnet-owt-7be5be79.pth" in out and "on disk missing" in out and "ViT-B-32.pt" in out
-    # prepare without a file or a download: says where to get it, exits 1
-    assert weights_main(["prepare", "resnet18"]) == 1
+    # prepare without a file or a download: says where to get it, exits 3 (missing)
+    assert weights_main(["prepare", "resnet18"]) == 3
     assert "resnet18-f37072fd.pth" in capsys.readouterr().err
     src = tmp_path / "downloaded-elsewhere.pth"
     torch.save(torchvision.models.resnet18().state_dict(), src)
-    assert weights_main(["prepare", "resnet18", "--from", str(src)]) == 1  # wrong checksum: refused, nothing copied
+    assert weights_main(["prepare", "resnet18", "--from", str(src)]) == 4  # wrong checksum: refused, nothing copied
     assert not (weights_dir / "resnet18-f37072fd.pth").exists()
     capsys.readouterr()
     _accept(monkeypatch, "resnet18", src)

@@ -467,5 +467,5 @@ def test_checkpoint_class_is_checked(trained, tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no \\*.ckpt file below"):
         find_checkpoint(tmp_path / "empty")
-    with pytest.raises(CheckpointError, match="no such checkpoint file or run folder"):
+    with pytest.raises(FileNotFoundError, match="no such checkpoint file or run folder"):
         find_checkpoint(tmp_path / "nowhere")
