@@ -145,9 +145,12 @@ def classify(err: BaseException) -> str | None:
         return "missing"
     if type(err).__module__.startswith("yaml") or type(err).__name__ in ("JSONDecodeError", "ArgumentError"):
         return "config"
-    if isinstance(err, (ValueError, KeyError)):
+    if isinstance(err, ValueError):
         # hashbench checks its inputs with ValueError (bad option values: n_bits=0, a bad list-file line, ...)
-        # and looks names up with KeyError; both name the offending value in their message
+        return "usage"
+    if isinstance(err, KeyError) and len(err.args) == 1 and " " in str(err.args[0]):
+        # a lookup of hashbench's that explains itself ("unknown method(s) [...]; registered methods: ..."); a bare
+        # KeyError('some_key') is a bug and keeps its traceback
         return "usage"
     return None
 

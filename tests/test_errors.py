@@ -194,6 +194,8 @@ def test_every_user_error_kind_has_its_own_status() -> None:
     assert classify(PermissionError(13, "Permission denied")) == "output"
     assert classify(FloatingPointError("nan")) == "diverged"
     assert classify(RuntimeError("x")) is None and classify(AttributeError("x")) is None
+    assert classify(KeyError("hash_centers")) is None  # a bare missing key is a bug
+    assert classify(KeyError("unknown method(s) ['A', 'B']; registered methods: DPSH")) == "usage"
 
 
 def test_suggestions_and_unknown_name_error() -> None:

@@ -36,6 +36,7 @@ from tests.fake_data import (
     write_clip_protocol,
     write_dcmh_v73,
     write_list_dataset,
+    write_png,
     write_svhn,
 )
 
@@ -104,6 +105,8 @@ def paper_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     write_cifar10(data, per_class_train=510, per_class_test=100)  # cifar10*: 100 queries + 500 training per class
     write_svhn(data, per_class=(420, 200))
     write_list_dataset(data, "nuswide21", classes=21, sizes=(40, 12, 60))
+    write_list_dataset(data, "coco", classes=80, sizes=(40, 12, 60))
+    _write_single_label_lists(data / "imagenet100", classes=100, sizes=(40, 12, 60))
     write_dcmh_mat(data)
     image_root = tmp_path / "clip-images"
     write_clip_protocol(data / "nuswide21-clip", image_root, classes=21)
@@ -201,6 +204,24 @@ def _rehearse(spec_name: str, methods: list[str] | None, world: dict, capsys: py
 @pytest.mark.parametrize("spec_name", sorted(CI_SUBSET))
 def test_paper_profile_rehearsal_ci_subset(spec_name, paper_world, capsys) -> None:
     _rehearse(spec_name, CI_SUBSET[spec_name], paper_world, capsys)
+
+
+def _write_single_label_lists(directory: Path, classes: int, sizes: tuple[int, int, int]) -> None:
+    """train/test/database.txt with one-hot labels (ImageNet-100's format) and the PNGs they list. Only the first
+    four classes occur, so that each has enough training images for a validation carve-out (early stopping in a
+    paper recipe needs one)."""
+    rng = np.random.default_rng(1)
+    counter = 0
+    for list_name, size in zip(("train.txt", "test.txt", "database.txt"), sizes, strict=True):
+        lines = []
+        for _ in range(size):
+            labels = np.zeros(classes, dtype=int)
+            labels[rng.integers(4)] = 1
+            rel = f"images/{counter:04d}.png"
+            write_png(directory / rel, seed=counter)
+            lines.append(f"./{rel} " + " ".join(map(str, labels)))
+            counter += 1
+        (directory / list_name).write_text("\n".join(lines) + "\n")
 
 
 @pytest.mark.slow
