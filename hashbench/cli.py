@@ -276,10 +276,9 @@ def _dispatch(argv: list[str]) -> int:
         from hashbench.cli_search import search_main
 
         return search_main(rest)
-    from hashbench.errors import suggest
+    from hashbench.errors import did_you_mean
 
-    close = suggest(cmd, _COMMANDS.strip("{}").split(","))
-    maybe = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    maybe = did_you_mean(cmd, _COMMANDS.strip("{}").split(","))
     print(f"hashbench: error: unknown command {cmd!r}{maybe}\nusage: hashbench {_COMMANDS} ...", file=sys.stderr)
     return 2
 

@@ -100,11 +100,7 @@ def _run(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     from hashbench.errors import cli_boundary
 
     def run(args: list[str]) -> int:
-        try:
-            parsed = parser.parse_args(args)
-        except SystemExit as exc:  # argparse has printed the usage / error
-            return int(exc.code or 0)
-        return func(parsed)
+        return func(parser.parse_args(args))  # argparse's usage errors exit with 2 through the boundary
 
     # unreadable or mismatched files, a wrong method or protocol: one line (hashbench.errors)
     return cli_boundary(prog, run, list(argv) if argv is not None else sys.argv[1:])

@@ -32,6 +32,7 @@ __all__ = [
     "classify",
     "cli_boundary",
     "debug_requested",
+    "did_you_mean",
     "optional_import",
     "suggest",
 ]
@@ -66,6 +67,12 @@ def suggest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     return [by_norm[c] for c in close]
 
 
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'A' or 'B'?"`` with the closest ``choices`` (:func:`suggest`), or ``""`` when none is close."""
+    close = suggest(name, choices)
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
+
+
 class UnknownNameError(KeyError):
     """An unknown method, protocol, datamodule family, profile, weights or table name.
 
@@ -75,10 +82,7 @@ class UnknownNameError(KeyError):
 
     def __init__(self, kind: str, name: str, choices: Iterable[str], hint: str = "") -> None:
         self.kind, self.name, self.choices = kind, name, list(choices)
-        close = suggest(name, self.choices)
-        message = f"unknown {kind} {name!r}"
-        if close:
-            message += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+        message = f"unknown {kind} {name!r}{did_you_mean(name, self.choices)}"
         known = ", ".join(self.choices) if self.choices else "none"
         message += f" (known: {known})"
         if hint:

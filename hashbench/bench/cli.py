@@ -155,10 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    args = parser.parse_args(argv)  # a usage error's SystemExit becomes its status in the boundary
 
     from hashbench.bench.render import render_table
     from hashbench.bench.runner import RunOptions, run_table

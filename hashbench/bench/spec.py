@@ -210,10 +210,9 @@ def load_spec(name_or_path: str | Path) -> TableSpec:
         if candidate.is_file() or not path.is_file():
             path = candidate
     if not path.is_file():
-        from hashbench.errors import suggest
+        from hashbench.errors import did_you_mean
 
-        close = suggest(str(name_or_path), list_specs())
-        maybe = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        maybe = did_you_mean(str(name_or_path), list_specs())
         raise SpecNotFoundError(
             f"table spec {str(name_or_path)!r} not found (looked for {path}){maybe} "
             f"(available specs in {tables_dir()}: {', '.join(list_specs()) or 'none'})"
