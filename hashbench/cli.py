@@ -9,6 +9,8 @@ Subcommands:
   data                    ``data list | verify NAME | prepare NAME``.
   weights                 ``weights list | verify [NAME] | prepare NAME``: pretrained weights files and checksums.
   table                   regenerate a comparison table from ``experiments/tables/<name>.yaml``.
+  wandb                   ``wandb sync [SPEC] | publish SPEC``: upload a table's offline W&B runs and print the URL
+                          to open; (re)write a table's W&B summary run.
   export                  ``export CKPT|RUN --data PROTOCOL --index flat|hash|multihash|hnsw|mih OUT``: the
                           database's codes in a faiss binary index or hashbench's MIH (plus ``OUT.meta.json``).
   search                  ``search INDEX --image PATH | --query-split``: top-k of each query with its distance.
@@ -35,7 +37,7 @@ from typing import Any
 __all__ = ["main"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-_COMMANDS = "{fit,validate,test,run,list,data,weights,table,export,search}"
+_COMMANDS = "{fit,validate,test,run,list,data,weights,table,wandb,export,search}"
 
 
 def _usage() -> str:
@@ -169,6 +171,12 @@ def _list(argv: list[str]) -> int:
     parser.add_argument(
         "--markdown", action="store_true", help="print README.md's method table (paper, venue, supervision, loss)"
     )
+    parser.add_argument(
+        "--ddp",
+        action="store_true",
+        help="add what each loss sees of the batch under DDP: global (gathered over processes), per-sample, "
+        "per-process (in-batch terms on B/n rows) or closed-form",
+    )
     args = parser.parse_args(argv)
     if args.protocols:
         from hashbench.data.cli import main as data_main
@@ -182,11 +190,13 @@ def _list(argv: list[str]) -> int:
     from hashbench.registry import get_method, list_methods
 
     rows = [(n, get_method(n)) for n in list_methods(args.pattern)]
-    print(f"{'method':<14} {'supervision':<13} {'paper':<40} note")
+    ddp = f"{'ddp batch':<12} " if args.ddp else ""
+    print(f"{'method':<15} {'supervision':<13} {ddp}{'paper':<40} note")
     for name, cls in rows:
         p = cls.paper
         note = "[R] loss reconstructed (see the module docstring)" if p.reconstruction else ""
-        print(f"{name:<14} {cls.supervision:<13} {(p.venue + ' ' + str(p.year))[:40]:<40} {note}")
+        ddp = f"{cls.ddp_batch or '?':<12} " if args.ddp else ""
+        print(f"{name:<15} {cls.supervision:<13} {ddp}{(p.venue + ' ' + str(p.year))[:40]:<40} {note}")
     return 0
 
 
@@ -268,6 +278,10 @@ def _dispatch(argv: list[str]) -> int:
         from hashbench.bench.cli import main as table_main
 
         return table_main(rest)
+    if cmd == "wandb":
+        from hashbench.cli_wandb import main as wandb_main
+
+        return wandb_main(rest)
     if cmd == "export":
         from hashbench.cli_search import export_main
 

@@ -74,3 +74,10 @@ def test_run_resolves_method_and_profile_before_training(monkeypatch, capsys) ->
     assert main(["run", "--model", "dfeh", "--profile", "paper", "--bits", "12"]) == 0
     assert calls == [("dfeh", resolve_profile(None, "paper", resolve_method("DFEH")))]  # a resolved mapping
     assert "mAP@all=0.5000" in capsys.readouterr().out
+
+
+def test_list_ddp_says_what_each_loss_sees(capsys) -> None:
+    assert main(["list", "--ddp"]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert lines["DPSH"][2] == "global" and lines["CSQ"][2] == "per-sample" and lines["ITQ"][2] == "closed-form"
+    assert lines["DMNSH"][2] == "per-process"

@@ -81,11 +81,11 @@ def test_install_extras_are_opt_in() -> None:
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11 (hashbench supports 3.10; CI runs 3.11)
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     core = " ".join(project["dependencies"])
-    for optional in ("faiss", "open-clip", "pytest", "hypothesis", "ruff"):
+    for optional in ("faiss", "open-clip", "submitit", "wandb-workspaces", "pytest", "hypothesis", "ruff"):
         assert optional not in core, f"{optional} is a core dependency"
     extras = project["optional-dependencies"]
-    assert {"clip", "faiss", "dev"} <= set(extras)
-    assert any("hashbench[clip,faiss]" in d for d in extras["dev"])  # the test suite tests both
+    assert {"clip", "faiss", "slurm", "wandb", "dev"} <= set(extras)
+    assert any("hashbench[clip,faiss,slurm,wandb]" in d for d in extras["dev"])  # the test suite tests them all
     assert isinstance(project["license"], str)  # an SPDX expression, not the deprecated table
     makefile = (REPO / "Makefile").read_text()
     assert '-e ".[dev]"' in makefile  # `make install` installs what `make test` needs

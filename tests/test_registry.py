@@ -151,11 +151,11 @@ def test_resolve_methods_handles_all_duplicates_unknown_names_and_rows(monkeypat
     assert registry.resolve_methods("all", exclude_supervision=())[0] == registry.list_methods()
 
     path = "hashbench.bench.testing.PointwiseTestHash"
-    found, missing = registry.resolve_methods(["dpsh", "KSH", "DPSH", path, "my-row", "nope.Nothing"], rows=["My_Row"])
+    found, missing = registry.resolve_methods(["dpsh", "DSHX", "DPSH", path, "my-row", "nope.Nothing"], rows=["My_Row"])
     assert found == ["DPSH", path, "My_Row"]  # canonical names, in order, duplicates removed; rows as spelled
-    assert missing == ["KSH", "nope.Nothing"]
-    with pytest.raises(KeyError, match=r"unknown method 'KSH'; did you mean 'SH'"):
-        registry.resolve_methods(["DPSH", "KSH"], strict=True)
+    assert missing == ["DSHX", "nope.Nothing"]
+    with pytest.raises(KeyError, match=r"unknown method 'DSHX'; did you mean 'DSH'"):
+        registry.resolve_methods(["DPSH", "DSHX"], strict=True)
 
     class FakeCross(registry.resolve_method("DPSH")):  # type: ignore[misc, valid-type]
         supervision = "cross-modal"

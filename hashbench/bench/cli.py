@@ -12,6 +12,7 @@ Examples:
     hashbench table fashion-mnist --profile demo           # the README demo (cached cells are skipped)
     hashbench table cifar10 --plan                         # the cells, their cache state, a time estimate
     hashbench table cifar10 --seeds 3 --devices 2          # DDP on 2 GPUs per cell
+    hashbench table cifar10 --launcher submitit --slurm-partition gpu  # one SLURM array task per cell
     hashbench table cifar10 --shard $SLURM_ARRAY_TASK_ID/8 # one of 8 machines sharing the results store
     hashbench table cifar10 --render-only                  # leaderboard from the store alone
     hashbench table fashion-mnist --compare /path/to/their/results  # does this store reproduce theirs?
@@ -99,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="training profile: smoke | quick | paper | a profile the spec defines")
     p.add_argument("--seeds", type=_seeds, help="number of seeds N (0..N-1) or a list 0,3,7 (default: the spec's)")
     p.add_argument("--devices", type=_positive, default=1, help="devices per cell; > 1 runs each cell with DDP")
-    p.add_argument("--strategy", help="Lightning strategy (default: ddp when --devices > 1)")
+    p.add_argument(
+        "--num-nodes", type=_positive, default=1, help="nodes per cell (Lightning num_nodes; > 1 needs SLURM)"
+    )
+    p.add_argument("--strategy", help="Lightning strategy (default: ddp when devices x nodes > 1)")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto | cpu | gpu (default auto)")
     p.add_argument("--shard", help="i/n: run only shard i (0-based) of n; shards share --results, no coordinator")
     p.add_argument("--wandb", default="offline", choices=["offline", "online", "disabled"], help="W&B mode")
@@ -142,6 +146,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell (default: go on)")
     p.add_argument("--clear-locks", action="store_true", help="remove every cell lock in the store, then exit")
     p.add_argument("--no-figure", action="store_true", help="skip the PNG figure")
+    scale = p.add_argument_group(
+        "scaling out (--launcher submitit)",
+        "Submit the table's uncached cells as one job array through submitit: on SLURM one array task per cell, "
+        "all writing to the shared --results store; without SLURM submitit's local executor runs one process per "
+        "cell on this machine. Re-submitting submits only the cells still missing. --shard stays the low-level "
+        "alternative (one process per shard, started by you).",
+    )
+    scale.add_argument(
+        "--launcher", choices=["none", "submitit"], default="none", help="how cells are started (default: here)"
+    )
+    scale.add_argument(
+        "--submitit-cluster",
+        choices=["auto", "slurm", "local", "debug"],
+        default="auto",
+        help="submitit executor: auto = SLURM where sbatch exists, else local (default auto)",
+    )
+    scale.add_argument("--slurm-partition", help="SLURM partition")
+    scale.add_argument(
+        "--slurm-gpus-per-task",
+        type=int,
+        choices=[0, 1],
+        default=1,
+        help="GPUs per SLURM task (= per DDP process): 1, or 0 for CPU cells; a cell on N GPUs is --devices N",
+    )
+    scale.add_argument("--slurm-time", default="4:00:00", help="time limit per cell, MM or HH:MM:SS (default 4:00:00)")
+    scale.add_argument(
+        "--array-parallelism", type=_positive, default=64, help="array tasks running at once (default 64)"
+    )
+    scale.add_argument("--slurm-cpus-per-task", type=_positive, help="CPUs per SLURM task (data loading workers)")
+    scale.add_argument("--slurm-mem-gb", type=float, help="memory per node in GB")
+    scale.add_argument("--slurm-account", help="SLURM account")
+    scale.add_argument("--slurm-qos", help="SLURM quality of service")
+    scale.add_argument("--slurm-constraint", help="SLURM node constraint (e.g. a GPU type)")
+    scale.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="submit and return; render later with --render-only (default: wait, report each cell, render)",
+    )
     return p
 
 
@@ -156,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # a usage error's SystemExit becomes its status in the boundary
+    if args.num_nodes > 1 and args.launcher != "submitit":
+        parser.error("--num-nodes > 1 needs a multi-node launcher: add --launcher submitit (on SLURM)")
 
     from hashbench.bench.render import render_table
     from hashbench.bench.runner import RunOptions, run_table
@@ -228,6 +272,7 @@ def _main(argv: list[str]) -> int:
             methods=args.methods,
             bits=args.bits,
             devices=args.devices,
+            num_nodes=args.num_nodes,
             accelerator=args.accelerator,
             strategy=args.strategy,
             shard=shard,
@@ -236,19 +281,51 @@ def _main(argv: list[str]) -> int:
             strict_version=args.strict_version,
             keep_going=not args.fail_fast,
         )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is not registered in hashbench.*")
-            summary = run_table(spec, options)
-        print(
-            f"table {spec.name}: {summary.ran} ran, {summary.cached} cached, {len(summary.failed)} failed, "
-            f"{len(summary.locked)} locked by other shards"
-        )
-        if summary.failed:
-            print(
-                f"failed cells (errors in {store.cells_dir}/<key>.error.json): {', '.join(summary.failed)}",
-                file=sys.stderr,
+        if args.launcher == "submitit":
+            from hashbench.bench.launcher import LaunchOptions, launch_table, parse_slurm_time
+
+            launch = LaunchOptions(
+                cluster=args.submitit_cluster,
+                partition=args.slurm_partition,
+                gpus_per_task=args.slurm_gpus_per_task,
+                time_min=parse_slurm_time(args.slurm_time),
+                array_parallelism=args.array_parallelism,
+                cpus_per_task=args.slurm_cpus_per_task,
+                mem_gb=args.slurm_mem_gb,
+                account=args.slurm_account,
+                qos=args.slurm_qos,
+                constraint=args.slurm_constraint,
+                wait=not args.no_wait,
             )
-            status = 1
+            launched = launch_table(spec, options, launch)
+            if args.no_wait:
+                return 0
+            print(
+                f"table {spec.name}: {len(launched.finished)} ran, {launched.cached} cached, {len(launched.failed)} "
+                f"failed, {len(launched.running)} running in other tasks"
+            )
+            if launched.failed:
+                print(
+                    f"failed cells (errors in {store.cells_dir}/<key>.error.json and the task logs under "
+                    f"{store.root / 'submitit'}); re-run the same command to submit only them: "
+                    f"{', '.join(launched.failed)}",
+                    file=sys.stderr,
+                )
+                status = 1
+        else:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*is not registered in hashbench.*")
+                summary = run_table(spec, options)
+            print(
+                f"table {spec.name}: {summary.ran} ran, {summary.cached} cached, {len(summary.failed)} failed, "
+                f"{len(summary.locked)} locked by other shards"
+            )
+            if summary.failed:
+                print(
+                    f"failed cells (errors in {store.cells_dir}/<key>.error.json): {', '.join(summary.failed)}",
+                    file=sys.stderr,
+                )
+                status = 1
     try:
         paths = render_table(
             spec,
@@ -265,6 +342,13 @@ def _main(argv: list[str]) -> int:
         print(f"warning: {kept}", file=sys.stderr)
         return status
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if not args.render_only and args.wandb != "disabled":
+        # the table's W&B summary run (leaderboard table, figures, artifact; online: the workspace), then one line:
+        # the URL to open, or where the offline runs are and how to upload them
+        from hashbench.bench.wandb_report import finish_table
+
+        line, ok = finish_table(spec, store, paths, args.wandb, profile, args.seeds)
+        print(line, file=sys.stdout if ok else sys.stderr)
     return status
 
 

@@ -3,6 +3,11 @@
 Rendering reads only the spec and the store, so cells produced by any number of shards (machines) sharing the
 store combine into one table, and ``hashbench table SPEC --render-only`` works without running anything.
 
+Beside them, ``leaderboards/<name>-examples.png`` shows retrieval examples: for 3 query items (the same for every
+method), each method's top-10 database items, framed green when relevant and red when not. It is drawn from the
+positions the cells stored (:mod:`hashbench.bench.examples`) and the protocol's data, which must be on disk to
+draw it (without it the figure is left as it is, with a warning).
+
 Row kinds (the ``status`` column of the CSV):
 - ``reproduced``: a registered hashbench method; its cells are averaged over seeds (mean ± sample std).
 - ``reported only``: a method in the paper's table that hashbench does not implement (its reported number only).
@@ -18,7 +23,9 @@ Byte for byte reproducible: the Markdown and the CSV depend only on the spec and
 configurations and code hashes, so re-running a table on another machine (or after a fresh clone) rewrites the
 same bytes whenever the numbers are the same. What differs from run to run — host and CPU, git commit, wall and
 training times, W&B run folders, the render time — goes to the provenance sidecar in the results store,
-``<results>/leaderboards/<name>.provenance.json``, never into the committed files.
+``<results>/leaderboards/<name>.provenance.json``, never into the committed files. The one exception is W&B run
+URLs: when cells ran online (or their offline runs were uploaded with ``hashbench wandb sync``), the Cells table
+links each cell to its run; offline runs get no link (their folders are machine-specific).
 """
 
 from __future__ import annotations
@@ -350,6 +357,10 @@ def render_table(
         tmp_png = paths["png"].with_name(f".{spec.name}.{os.getpid()}.tmp.png")
         _figure(spec, rows, tmp_png)
         os.replace(tmp_png, paths["png"])
+        if _example_entries(spec, rows):
+            examples = _examples_figure(spec, rows, out / f"{spec.name}-examples.png")
+            if examples is not None:
+                paths["examples"] = examples
     paths["provenance"] = provenance_path(store, spec.name)
     atomic_write_json(paths["provenance"], _provenance(spec, rows, store, paths))
     return paths
@@ -478,6 +489,13 @@ def _markdown(
     if spec.notes:
         lines += ["", spec.notes] if legend else [spec.notes]
     lines += ["", f"![{spec.metric} per method, every seed shown]({spec.name}.png)", ""]
+    if _example_entries(spec, rows):
+        bits, entries = _example_entries(spec, rows)
+        lines += [
+            f"![Retrieval examples: 3 queries, each method's top-10 at {bits} bits (seed {entries[0][1]['seed']}); "
+            f"green = relevant, red = not]({spec.name}-examples.png)",
+            "",
+        ]
     for b, ranked in ranks.items():
         if not ranked:
             continue
@@ -491,11 +509,14 @@ def _markdown(
             lines.append(f"| {item.rank} | {item.name} | {value} | {item.range_text} | {_p_text(item.p_next)} |")
         lines.append("")
     if records:
+        # W&B runs are linked when they have a URL (online, or uploaded); offline folders are machine-specific
+        linked = any(_run_url(rec) for rec in records)
         lines += [
             "## Cells",
             "",
-            f"| Method | bits | seed | {spec.metric} | best epoch | epochs run | stop | code hash |",
-            "|---|---:|---:|---:|---:|---:|---|---|",
+            f"| Method | bits | seed | {spec.metric} | best epoch | epochs run | stop | code hash |"
+            + (" W&B run |" if linked else ""),
+            "|---|---:|---:|---:|---:|---:|---|---|" + ("---|" if linked else ""),
         ]
         for row in rows:
             for b in spec.bits:
@@ -506,6 +527,7 @@ def _markdown(
                         f"| {row.method} | {b} | {rec['seed']} | {_fmt(res['metrics'].get(spec.metric))} | "
                         f"{res.get('best_epoch', '—')} | {'—' if epochs is None else epochs} | {end} | "
                         f"`{str(rec.get('code_hash', ''))[:12]}` |"
+                        + ((f" [run]({_run_url(rec)}) |" if _run_url(rec) else " — |") if linked else "")
                     )
         lines.append("")
     return "\n".join(lines)
@@ -686,3 +708,51 @@ def _pr_curves(spec: TableSpec, rows: list[Row]) -> tuple[int, dict[str, tuple[l
         if curves:
             return bits, curves
     return None
+
+
+def _run_url(record: dict[str, Any]) -> str | None:
+    """The W&B run URL of a cell, if any (an online run, or an offline one uploaded by ``hashbench wandb sync``)."""
+    url = (record.get("wandb") or {}).get("url")
+    return str(url) if url else None
+
+
+def _example_entries(spec: TableSpec, rows: list[Row]) -> tuple[int, list[tuple[str, dict[str, Any]]]] | None:
+    """(bits, [(method, record)]) of the examples figure: the largest bit length with stored examples, one record
+    per method, all of the smallest seed that has examples there."""
+    for bits in sorted(spec.bits, reverse=True):
+        with_examples = [
+            (row.method, rec)
+            for row in rows
+            for rec in row.entries[bits].records
+            if (rec["result"].get("extra") or {}).get("retrieval_examples")
+        ]
+        if with_examples:
+            seed = min(rec["seed"] for _, rec in with_examples)
+            return bits, [(m, rec) for m, rec in with_examples if rec["seed"] == seed]
+    return None
+
+
+def _examples_figure(spec: TableSpec, rows: list[Row], path: Path) -> Path | None:
+    """Write ``path`` (see :func:`hashbench.bench.examples.write_examples_figure`); ``None`` (with a warning) when
+    the protocol's data cannot be read here, in which case an existing figure is kept."""
+    import warnings
+
+    from hashbench.bench.examples import write_examples_figure
+
+    found = _example_entries(spec, rows)
+    if found is None:
+        return None
+    bits, entries = found
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    try:
+        notes = write_examples_figure(f"{spec.name}, {bits} bits", entries, tmp)
+    except (OSError, ValueError, ImportError) as err:  # the data is not on this machine: keep what is there
+        tmp.unlink(missing_ok=True)
+        warnings.warn(f"{path.name} not drawn (the protocol's data is needed): {err}", stacklevel=3)
+        return None
+    for note in notes:
+        warnings.warn(f"{path.name}: {note}", stacklevel=3)
+    if not tmp.is_file():
+        return None
+    os.replace(tmp, path)
+    return path

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ def run_cell(
     root_dir: str | Path | None = None,
     logger: Any = False,
     progress: bool = False,
+    after_test: Callable[[Any, Any, Any], Mapping[str, Any]] | None = None,
 ) -> CellResult:
     """Fit ``method`` on ``protocol`` with a training profile, select on validation, test, return the metrics.
 
@@ -85,6 +86,9 @@ def run_cell(
         root_dir: where checkpoints and logs go (a temporary folder when None).
         logger: a Lightning logger (or False).
         progress: show Lightning's progress bar.
+        after_test: called as ``after_test(model, datamodule, trainer)`` once the selected checkpoint has been
+            tested (the model holds its weights); the JSON-serialisable mapping it returns is merged into
+            ``CellResult.extra`` (the table runner uses it for retrieval examples and code statistics).
     """
     import tempfile
 
@@ -92,7 +96,8 @@ def run_cell(
     prof = resolve_profile(None, profile, cls)  # a mapping is copied as is
     max_epochs = int(prof.pop("max_epochs", 10))
     max_steps = prof.pop("max_steps", None)
-    batch_size = per_device_batch_size(int(prof.pop("batch_size", 128)), (trainer_kwargs or {}).get("devices"))
+    tk_in = trainer_kwargs or {}
+    batch_size = per_device_batch_size(int(prof.pop("batch_size", 128)), tk_in.get("devices"), tk_in.get("num_nodes"))
     patience = prof.pop("patience", None)
     min_delta = float(prof.pop("min_delta", 0.0))
     data_opts = {k: prof.pop(k) for k in ("train_limit", "eval_limit") if k in prof}
@@ -172,6 +177,8 @@ def run_cell(
     wall = time.perf_counter() - t0
     metrics = {k: float(v) for k, v in model.test_report.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
     extra = {k: v.tolist() for k, v in model.test_report.items() if isinstance(v, torch.Tensor) and v.numel() > 1}
+    if after_test is not None:
+        extra.update(after_test(model, datamodule, trainer) or {})
     if tmp is not None:
         tmp.cleanup()
     return CellResult(
@@ -231,19 +238,24 @@ def executed_recipe(model: Any, trainer: Any, datamodule: Any) -> dict[str, Any]
     return recipe
 
 
-def per_device_batch_size(batch_size: int, devices: Any) -> int:
-    """Split a global batch over ``devices`` processes so DDP keeps the profile's effective batch size.
+def per_device_batch_size(batch_size: int, devices: Any, num_nodes: Any = None) -> int:
+    """Split a global batch over ``devices x num_nodes`` processes so DDP keeps the profile's effective batch size.
 
     Raises:
         ValueError: the batch does not divide evenly.
     """
-    n = devices if isinstance(devices, int) and not isinstance(devices, bool) else 1
+
+    def count(value: Any) -> int:
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+    n = count(devices) * count(num_nodes)
     if n <= 1:
         return batch_size
     if batch_size % n:
         raise ValueError(
-            f"the global batch size {batch_size} does not split evenly over {n} devices; pick a device count that "
-            "divides it (or override batch_size in the profile)"
+            f"the global batch size {batch_size} does not split evenly over {n} processes "
+            f"({count(devices)} devices x {count(num_nodes)} nodes); pick counts whose product divides it "
+            "(or override batch_size in the profile)"
         )
     return batch_size // n
 

@@ -36,10 +36,13 @@ __all__ = [
     "RunOptions",
     "RunSummary",
     "run_table",
+    "run_one_cell",
+    "CellOutcome",
     "execute_cell",
     "hardware_info",
     "check_wandb_mode",
     "format_duration",
+    "trainer_kwargs_for",
 ]
 
 WANDB_MODES = ("offline", "online", "disabled")
@@ -54,6 +57,7 @@ class RunOptions:
     methods: list[str] | None = None
     bits: list[int] | None = None
     devices: int = 1
+    num_nodes: int = 1
     accelerator: str = "auto"
     strategy: str | None = None  # None: "ddp" when devices > 1, Lightning's default otherwise
     shard: tuple[int, int] = (0, 1)
@@ -136,7 +140,7 @@ def check_wandb_mode(mode: str) -> None:
         pass
     raise ValueError(
         "--wandb online needs a W&B API key: export WANDB_API_KEY=... or run `wandb login` first "
-        "(or use --wandb offline and `wandb sync results/wandb/wandb/offline-run-*` later)"
+        "(or use --wandb offline and `hashbench wandb sync SPEC` later)"
     )
 
 
@@ -161,14 +165,15 @@ def _wandb_logger(cell: Cell, mode: str, save_dir: Path) -> Any:
         tags=tags,
         save_dir=str(save_dir),
         offline=mode == "offline",
-        config={"cell_key": cell.key, **cell.config, "code": cell.code},
+        # the code version is part of the config, so the W&B runs table can filter and group by it
+        config={"cell_key": cell.key, **cell.config, "code": cell.code, "code_hash": cell.code_hash},
     )
     return without_anonymous_setting(logger)
 
 
 def _wandb_link(logger: Any, mode: str, results_root: Path) -> dict[str, Any]:
     run = logger.experiment
-    link: dict[str, Any] = {"mode": mode, "id": getattr(run, "id", None)}
+    link: dict[str, Any] = {"mode": mode, "id": getattr(run, "id", None), "project": getattr(run, "project", None)}
     if mode == "online":
         link["url"] = getattr(run, "url", None)
     run_dir = Path(run.dir).parent  # .../wandb/offline-run-<time>-<id>/files -> the run folder
@@ -179,18 +184,41 @@ def _wandb_link(logger: Any, mode: str, results_root: Path) -> dict[str, Any]:
     return link
 
 
+def trainer_kwargs_for(options: RunOptions) -> dict[str, Any]:
+    """The Lightning Trainer arguments of a cell run with ``options``: accelerator, devices, nodes, strategy.
+
+    More than one process (``devices x num_nodes > 1``) means DDP (unless ``strategy`` says otherwise), and on GPUs
+    BatchNorm statistics are synced over the processes (``sync_batchnorm``), so a BatchNorm layer sees the global
+    batch as in one process; CPU DDP cannot (PyTorch's SyncBatchNorm needs a GPU), so there they stay per process.
+    """
+    kwargs: dict[str, Any] = {"accelerator": options.accelerator, "devices": options.devices}
+    processes = options.devices * options.num_nodes
+    if options.num_nodes > 1:
+        kwargs["num_nodes"] = options.num_nodes
+    strategy = options.strategy or ("ddp" if processes > 1 else None)
+    if strategy:
+        kwargs["strategy"] = strategy
+    if processes > 1 and options.accelerator not in ("cpu",) and _gpu_visible():
+        kwargs["sync_batchnorm"] = True
+    return kwargs
+
+
+def _gpu_visible() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _run_in_process(cell: Cell, options: RunOptions, results_root: Path) -> dict[str, Any]:
     """Run one cell in this process through :func:`hashbench.bench.run.run_cell`; returns the stored payload."""
     from hashbench.bench.run import run_cell
+    from hashbench.bench.wandb_report import cell_hook
 
     cfg = cell.config
     logger: Any = False
     if options.wandb != "disabled":
         logger = _wandb_logger(cell, options.wandb, results_root / "wandb")
-    trainer_kwargs: dict[str, Any] = {"accelerator": options.accelerator, "devices": options.devices}
-    strategy = options.strategy or ("ddp" if options.devices > 1 else None)
-    if strategy:
-        trainer_kwargs["strategy"] = strategy
+    trainer_kwargs = trainer_kwargs_for(options)
     try:
         result = run_cell(
             cfg["method"],
@@ -203,6 +231,8 @@ def _run_in_process(cell: Cell, options: RunOptions, results_root: Path) -> dict
             data_kwargs=cfg["data_kwargs"],
             trainer_kwargs=trainer_kwargs,
             logger=logger,
+            # retrieval examples, precision@N and code statistics into the record, and the W&B panels of the run
+            after_test=cell_hook(logger),
         )
         payload = {"result": asdict(result), "wandb": None}
         if logger is not False and _is_rank_zero():
@@ -245,7 +275,7 @@ def _run_in_subprocess(cell: Cell, options: RunOptions, results_root: Path) -> d
 
 def execute_cell(cell: Cell, options: RunOptions, results_root: Path) -> dict[str, Any]:
     """Default cell executor: in this process for one device, in a DDP child process for several (or any ddp*)."""
-    if options.devices > 1 or (options.strategy or "").startswith("ddp"):
+    if options.devices > 1 or options.num_nodes > 1 or (options.strategy or "").startswith("ddp"):
         return _run_in_subprocess(cell, options, results_root)
     return _run_in_process(cell, options, results_root)
 
@@ -296,72 +326,116 @@ def run_table(
         f"table {spec.name}:{shard_txt} {len(mine)} cells ({summary.cached} cached, {len(pending)} to run), "
         f"profile {options.profile or spec.profile}, store {store.root}"
     )
-    hardware = None
     started = time.perf_counter()
     durations: list[float] = []
     for i, cell in enumerate(pending, 1):
         prefix = f"[{i}/{len(pending)}] {cell.label()}"
-        with store.locked(cell.key) as lock:
-            if lock is None:
-                holder = store.lock(cell.key).read_holder()
-                summary.locked.append(cell.key)
-                log(f"{prefix}: skipped, locked by {holder.get('host')}:{holder.get('pid')}")
-                continue
-            if store.has(cell.key):  # another shard finished it between our listing and our lock
-                summary.cached += 1
-                log(f"{prefix}: done elsewhere meanwhile")
-                continue
-            t0 = time.perf_counter()
-            try:
-                payload = executor(cell, options, store.root)
-            except Exception as err:  # a broken method must not stop the table; Ctrl-C still does
-                summary.failed.append(cell.key)
-                store.put_error(
-                    cell.key,
-                    {
-                        "key": cell.key,
-                        "config": cell.config,
-                        "error": f"{type(err).__name__}: {err}",
-                        "traceback": traceback.format_exc(),
-                        "failed_at": _now(),
-                    },
-                )
-                log(f"{prefix}: FAILED ({type(err).__name__}: {err})")
-                if not options.keep_going:
-                    raise
-                continue
-            elapsed = time.perf_counter() - t0
-            if hardware is None:
-                hardware = hardware_info(options.accelerator, options.devices)
-            record = {
-                "key": cell.key,
-                "table": cell.table,
-                "method": cell.method,
-                "n_bits": cell.n_bits,
-                "seed": cell.seed,
-                "profile_name": cell.profile,
-                "config": cell.config,
-                "config_hash": cell.config_hash,
-                "code": cell.code,
-                "code_hash": cell.code_hash,
-                "result": payload["result"],
-                "wandb": payload.get("wandb"),
-                "hardware": hardware,
-                "elapsed_s": elapsed,
-                "finished_at": _now(),
-            }
-            store.put(cell.key, record)
-            summary.ran += 1
-        durations.append(elapsed)
+        outcome = run_one_cell(cell, options, store, executor, log=lambda line, p=prefix: log(f"{p}: {line}"))
+        if outcome.status in ("locked", "lost-lock"):
+            summary.locked.append(cell.key)
+            continue
+        if outcome.status == "cached":
+            summary.cached += 1
+            continue
+        if outcome.status == "failed":
+            summary.failed.append(cell.key)
+            if not options.keep_going:
+                assert outcome.error is not None
+                raise outcome.error
+            continue
+        summary.ran += 1
+        durations.append(outcome.elapsed_s)
         remaining = len(pending) - i
         eta = remaining * sum(durations) / len(durations)
-        metric = payload["result"].get("metrics", {}).get(spec.metric)
+        metric = outcome.record["result"].get("metrics", {}).get(spec.metric) if outcome.record else None
         metric_txt = f"{spec.metric} {metric:.4f}" if isinstance(metric, (int, float)) else f"{spec.metric} n/a"
         log(
-            f"{prefix}: {metric_txt} in {elapsed:.1f} s | elapsed {format_duration(time.perf_counter() - started)}, "
-            f"ETA {format_duration(eta)}"
+            f"{prefix}: {metric_txt} in {outcome.elapsed_s:.1f} s | elapsed "
+            f"{format_duration(time.perf_counter() - started)}, ETA {format_duration(eta)}"
         )
     return summary
+
+
+@dataclass
+class CellOutcome:
+    """What :func:`run_one_cell` did with one cell."""
+
+    #: ``ran`` | ``cached`` (finished elsewhere meanwhile) | ``locked`` (a live process holds it) | ``failed`` |
+    #: ``lost-lock`` (ran, but another process took the lock over meanwhile, so the result was not written)
+    status: str
+    record: dict[str, Any] | None = None
+    elapsed_s: float = 0.0
+    error: BaseException | None = None
+
+
+_HARDWARE: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def run_one_cell(
+    cell: Cell,
+    options: RunOptions,
+    store: ResultStore,
+    executor: CellExecutor | None = None,
+    log: Callable[[str], None] | None = None,
+) -> CellOutcome:
+    """Run one cell under its lock and store the result: the single path of ``--shard`` runs and launcher tasks.
+
+    The cell runs only when this process takes its lock and the store does not hold it yet; its record is written
+    only while the lock is still this process's (see :class:`hashbench.bench.store.CellLock`). A failure is
+    stored as ``<key>.error.json`` and returned (not raised).
+    """
+    executor = executor or execute_cell
+    log = log or (lambda line: print(line, flush=True))
+    with store.locked(cell.key) as lock:
+        if lock is None:
+            holder = store.lock(cell.key).read_holder()
+            log(f"skipped, locked by {holder.get('host')}:{holder.get('pid')}")
+            return CellOutcome("locked")
+        if store.has(cell.key):  # another process finished it between our listing and our lock
+            log("done elsewhere meanwhile")
+            return CellOutcome("cached")
+        t0 = time.perf_counter()
+        try:
+            payload = executor(cell, options, store.root)
+        except Exception as err:  # a broken method must not stop the table; Ctrl-C still does
+            store.put_error(
+                cell.key,
+                {
+                    "key": cell.key,
+                    "config": cell.config,
+                    "error": f"{type(err).__name__}: {err}",
+                    "traceback": traceback.format_exc(),
+                    "failed_at": _now(),
+                },
+            )
+            log(f"FAILED ({type(err).__name__}: {err})")
+            return CellOutcome("failed", elapsed_s=time.perf_counter() - t0, error=err)
+        elapsed = time.perf_counter() - t0
+        hw_key = (options.accelerator, options.devices, options.num_nodes)
+        if hw_key not in _HARDWARE:
+            _HARDWARE[hw_key] = {**hardware_info(options.accelerator, options.devices), "num_nodes": options.num_nodes}
+        record = {
+            "key": cell.key,
+            "table": cell.table,
+            "method": cell.method,
+            "n_bits": cell.n_bits,
+            "seed": cell.seed,
+            "profile_name": cell.profile,
+            "config": cell.config,
+            "config_hash": cell.config_hash,
+            "code": cell.code,
+            "code_hash": cell.code_hash,
+            "result": payload["result"],
+            "wandb": payload.get("wandb"),
+            "hardware": _HARDWARE[hw_key],
+            "elapsed_s": elapsed,
+            "finished_at": _now(),
+        }
+        if not lock.still_held():
+            log("ran, but its lock was taken over meanwhile (judged stale): result NOT written, the holder writes it")
+            return CellOutcome("lost-lock", record, elapsed)
+        store.put(cell.key, record)
+        return CellOutcome("ran", record, elapsed)
 
 
 def _now() -> str:

@@ -4,19 +4,21 @@ Layout under the results directory (default ``results/`` at the repository root)
 
     cells/<key>.json        a finished cell (config, code version, metrics, environment, W&B link)
     cells/<key>.error.json  the last failure of a cell (removed when it succeeds; failed cells are retried)
-    cells/<key>.lock        a cell in flight (created with O_EXCL; holds host, pid, start time)
+    cells/<key>.lock        a cell in flight (holds host, pid, start time, a token, SLURM job ids)
     wandb/                  W&B run directories (offline mode)
 
 Atomicity: a cell file is written to a temporary file in the same directory and moved into place with
 ``os.replace`` (atomic on POSIX), so a crash or Ctrl-C never leaves a half-written cell and a reader on another
 machine sees either nothing or the whole file.
 
-Locks: ``os.open(O_CREAT | O_EXCL)`` succeeds for exactly one process, also across machines on NFS v3+ and
-Lustre/GPFS. The holder refreshes the lock's mtime every ``heartbeat`` seconds. A lock is *stale* (its holder
-died without cleaning up: SIGKILL, node failure) when its holder is on this host and the pid is gone, or when it
-has not been refreshed for ``stale_after`` seconds (default 10 minutes, well above the heartbeat of 30 s); a
-stale lock is removed and the cell is run again. ``hashbench table --clear-locks`` removes every lock by hand
-(only when no shard is running).
+Locks: the lock file is created whole (a complete temporary file hard-linked into place), which succeeds for
+exactly one process, also across machines on NFS v3+ and Lustre/GPFS. The holder refreshes the lock's mtime every
+``heartbeat`` seconds. A lock is *stale* (its holder died without cleaning up: SIGKILL, node failure) when its
+holder is on this host and the pid is gone, or when it has not been refreshed for ``stale_after`` seconds (default
+10 minutes, well above the heartbeat of 30 s): a node that died is detected by its silent heartbeat, since its pids
+cannot be checked from another machine. A stale lock is broken (see :class:`CellLock`) and the cell is run again;
+the runner writes a cell only while its lock is still its own, so two processes never both write one cell.
+``hashbench table --clear-locks`` removes every lock by hand (only when no shard is running).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,7 +74,15 @@ def _pid_alive(pid: int) -> bool:
 
 
 class CellLock:
-    """An exclusive lock on one cell, held while it runs; use :meth:`ResultStore.lock`."""
+    """An exclusive lock on one cell, held while it runs; use :meth:`ResultStore.lock`.
+
+    The lock file is created whole (written to a temporary file, then hard-linked into place, which fails when
+    the lock exists: atomic on local filesystems and NFS), and names its holder with a random token. A stale lock
+    is broken by renaming it aside (one process wins the rename) and checking that the renamed file is the one
+    judged stale; a live lock renamed by mistake is linked back. :meth:`still_held` lets the holder check, right
+    before it writes the cell, that nobody broke its lock meanwhile (a fence: the store's runner writes a cell
+    only while it holds that cell's lock).
+    """
 
     def __init__(self, path: Path, heartbeat: float = 30.0, stale_after: float = 600.0) -> None:
         self.path = path
@@ -80,25 +91,47 @@ class CellLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.holder: dict[str, Any] | None = None
+        self.token: str | None = None
 
     def _create(self) -> bool:
+        token = uuid.uuid4().hex
+        holder = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.time(),
+            "token": token,
+            "heartbeat_s": self.heartbeat,
+            **{k: v for k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID") if (v := os.environ.get(k))},
+        }
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}, handle)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(holder, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self.token = token
         return True
 
-    def read_holder(self) -> dict[str, Any]:
+    def read_holder(self, path: Path | None = None) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_text() or "{}")
+            return json.loads((path or self.path).read_text() or "{}")
         except (OSError, ValueError):
             return {}
 
-    def is_stale(self) -> bool:
-        """True when the holder is gone (same host, dead pid) or the lock was not refreshed for ``stale_after``."""
-        holder = self.read_holder()
+    def is_stale(self, holder: dict[str, Any] | None = None) -> bool:
+        """True when the holder is gone (same host, dead pid) or the lock was not refreshed for ``stale_after``.
+
+        The heartbeat rule is what covers a node that died (its pids cannot be checked from here): its lock stops
+        being refreshed and turns stale ``stale_after`` seconds after the last beat.
+        """
+        holder = self.read_holder() if holder is None else holder
         try:
             age = time.time() - self.path.stat().st_mtime
         except FileNotFoundError:
@@ -108,15 +141,29 @@ class CellLock:
                 return True
         return age > self.stale_after
 
+    def _break_stale(self) -> None:
+        """Remove the lock if it is stale, safely against another process doing the same at the same time."""
+        holder = self.read_holder()
+        if not self.is_stale(holder):
+            return
+        aside = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:  # someone else broke it first
+            return
+        if self.read_holder(aside).get("token") != holder.get("token"):
+            # Between our check and our rename, another process broke the stale lock and took a new one: put it
+            # back (the same inode, so its holder's heartbeat goes on); if that fails a third process holds it.
+            with contextlib.suppress(OSError):
+                os.link(aside, self.path)
+        with contextlib.suppress(OSError):
+            os.unlink(aside)
+
     def acquire(self) -> bool:
-        """Take the lock; False when another live process holds it. Stale locks are broken once."""
+        """Take the lock; False when another live process holds it. A stale lock is broken once."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self._create():
-            if not self.is_stale():
-                self.holder = self.read_holder()
-                return False
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+            self._break_stale()
             if not self._create():
                 self.holder = self.read_holder()
                 return False
@@ -125,18 +172,25 @@ class CellLock:
         self._thread.start()
         return True
 
+    def still_held(self) -> bool:
+        """Whether the lock file is still ours (nobody judged it stale and took it over)."""
+        return self.token is not None and self.read_holder().get("token") == self.token
+
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat):
-            with contextlib.suppress(OSError):
-                os.utime(self.path)
+            if self.still_held():
+                with contextlib.suppress(OSError):
+                    os.utime(self.path)
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self.still_held():  # never remove a lock another process took over
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        self.token = None
 
 
 class ResultStore:
@@ -208,6 +262,14 @@ class ResultStore:
             yield lock
         finally:
             lock.release()
+
+    def live_lock(self, key: str) -> dict[str, Any] | None:
+        """The holder of the cell's lock when a live process holds it (None when unlocked or stale)."""
+        lock = self.lock(key)
+        if not lock.path.exists():
+            return None
+        holder = lock.read_holder()
+        return None if lock.is_stale(holder) else holder
 
     def clear_locks(self) -> list[Path]:
         removed = []

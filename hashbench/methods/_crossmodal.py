@@ -13,16 +13,24 @@ against database text codes) and T→I (query text codes against database image 
 logged as ``<stage>/<key> I→T``, ``<stage>/<key> T→I`` and ``<stage>/<key>`` = their mean, so the checkpoint
 monitor ``val/mAP`` (the mean of the headline mAP) works as for image methods.
 
+:class:`UnsupervisedCrossModalHashing` adds what the label-free methods DJSRH and JDSH share: fixed feature
+networks whose cosine similarities stand in for labels (:meth:`~UnsupervisedCrossModalHashing.image_features`,
+:meth:`~UnsupervisedCrossModalHashing.text_features`), relaxed codes tanh(a·h) with a = sqrt(epoch + 1), and one
+learning rate for the whole image network. :func:`cosine_affinity` is their ``2·cos − 1`` similarity.
+
 This module's name starts with ``_`` so that it is not imported as a method by ``hashbench.methods``.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hashbench.data.facts import DataFacts
@@ -31,7 +39,7 @@ from hashbench.nn.backbones import create_backbone
 from hashbench.nn.text import DEFAULT_BOW_HIDDEN, create_clip_towers, create_text_encoder
 from hashbench.nn.weights import WeightsNeed, clip_weights_name
 
-__all__ = ["CrossModalHashingMethod", "CodeHead", "DIRECTIONS"]
+__all__ = ["CrossModalHashingMethod", "CodeHead", "DIRECTIONS", "UnsupervisedCrossModalHashing", "cosine_affinity"]
 
 #: suffixes of the two retrieval directions in metric names
 DIRECTIONS = ("I→T", "T→I")
@@ -257,3 +265,143 @@ class CrossModalHashingMethod(HashingMethod):
         if slow:
             groups.append({"params": slow, "lr": hp.backbone_lr or hp.lr, "name": "backbone"})
         return groups
+
+
+# ---------------------------------------------------------------------------------------------- label-free methods
+def cosine_affinity(features_a: Tensor, features_b: Tensor | None = None) -> Tensor:
+    """2·cos(f_i, f_j) − 1 between the rows of ``features_a`` and ``features_b`` (default: ``features_a``).
+
+    The rescaled cosine DJSRH and JDSH build their similarity matrices from (S_I from image features, S_T from
+    text features). A zero row (an empty bag of words) has cosine 0 with everything, i.e. an affinity of −1.
+    """
+    a = F.normalize(_as_float(features_a), dim=1)
+    b = a if features_b is None else F.normalize(_as_float(features_b), dim=1)
+    return 2 * a @ b.T - 1
+
+
+def _as_float(x: Tensor) -> Tensor:
+    return x if x.is_floating_point() else x.float()
+
+
+def _frozen_copy(module: nn.Module) -> nn.Module:
+    frozen = copy.deepcopy(module).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen
+
+
+class UnsupervisedCrossModalHashing(CrossModalHashingMethod):
+    """Shared machinery of the label-free cross-modal methods (DJSRH, JDSH): labels are never read in training.
+
+    Their similarity targets come from fixed features of the batch: image features from a frozen copy of the image
+    backbone as built (DJSRH and JDSH take an ImageNet AlexNet's fc7, so ``backbone="alexnet", pretrained=True``
+    gives the papers' features) or the raw pixels, and text features from the bag-of-words vector itself (the
+    papers) or, for token-id text, from a frozen copy of the text encoder (meaningful with pretrained CLIP).
+    Both papers' networks output tanh(a·h) with a = sqrt(epoch + 1) (their released code's ``set_alpha``); the
+    binary codes are sign(h) either way. The image hash layer trains at ``backbone_lr`` with the backbone, as both
+    released codes train the whole image network at LR_IMG and the text network at LR_TXT (``lr``).
+
+    Args:
+        n_bits: code length K.
+        image_features: ``backbone`` (a frozen copy of the image backbone at initialisation) or ``pixels`` (the
+            flattened input image).
+        text_features: ``input`` (the text vector itself; needs bag-of-words text), ``encoder`` (a frozen copy of
+            the text encoder at initialisation) or ``auto`` (``input`` for the bag-of-words MLP, ``encoder`` for
+            CLIP's text tower).
+        freeze_backbone: keep the image backbone fixed (no gradient, eval mode) and train only the heads and the
+            text network; the image features are then the backbone's own (JDSH's released code).
+        scale_codes: relaxed codes tanh(a·h) with a = sqrt(epoch + 1) (``False``: a = 1).
+        **kwargs: :class:`CrossModalHashingMethod` arguments.
+    """
+
+    def __init__(
+        self,
+        n_bits: int = 64,
+        image_features: str = "backbone",
+        text_features: str = "auto",
+        freeze_backbone: bool = False,
+        scale_codes: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if image_features not in ("backbone", "pixels"):
+            raise ValueError(f"image_features must be 'backbone' or 'pixels', got {image_features!r}")
+        if text_features not in ("auto", "input", "encoder"):
+            raise ValueError(f"text_features must be 'auto', 'input' or 'encoder', got {text_features!r}")
+        super().__init__(n_bits=n_bits, **kwargs)
+
+    # ------------------------------------------------------------------ networks
+    def _build_network(self, in_channels: int, image_size: int) -> None:
+        super()._build_network(in_channels, image_size)
+        hp = self.hparams
+        if hp.freeze_backbone:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+        # A frozen copy, not the trained backbone: the targets must not drift with the codes (DJSRH's FeatNet_I).
+        needs_copy = hp.image_features == "backbone" and not hp.freeze_backbone
+        self.image_feature_net = _frozen_copy(self.backbone) if needs_copy else None
+
+    def _text_feature_mode(self) -> str:
+        mode = self.hparams.text_features
+        if mode == "auto":
+            return "encoder" if self.hparams.text_encoder == "clip" else "input"
+        return mode
+
+    def _build_text_network(self) -> None:
+        super()._build_text_network()
+        encoder = self.text_encoder
+        self.text_feature_net = (
+            _frozen_copy(encoder) if encoder is not None and self._text_feature_mode() == "encoder" else None
+        )
+
+    def _fixed_modules(self) -> list[nn.Module]:
+        fixed = [m for m in (self.image_feature_net, self.text_feature_net) if m is not None]
+        return fixed + ([self.backbone] if self.hparams.freeze_backbone else [])
+
+    def train(self, mode: bool = True) -> UnsupervisedCrossModalHashing:
+        """Switch to training mode, keeping the fixed feature networks (and a frozen backbone) in eval mode."""
+        super().train(mode)
+        for module in self._fixed_modules():
+            module.eval()
+        return self
+
+    # ------------------------------------------------------------------ features and codes
+    @torch.no_grad()
+    def image_features(self, image: Tensor) -> Tensor:
+        """Fixed image features [B, D] for the similarity targets (no gradient)."""
+        if self.hparams.image_features == "pixels":
+            return image.flatten(1).float()
+        net = self.backbone if self.image_feature_net is None else self.image_feature_net
+        return net(image).float()
+
+    @torch.no_grad()
+    def text_features(self, text: Tensor) -> Tensor:
+        """Fixed text features [B, D] for the similarity targets (no gradient)."""
+        if self._text_feature_mode() == "input":
+            if not torch.is_tensor(text) or not text.is_floating_point():
+                raise ValueError(
+                    f"{type(self).__name__}: text_features='input' needs bag-of-words vectors; for token ids use "
+                    "text_features='encoder' (or 'auto' with text_encoder='clip')"
+                )
+            return text.float()
+        self._require_text()
+        return self.text_feature_net(text).float()
+
+    def code_scale(self) -> float:
+        """a = sqrt(epoch + 1) of the relaxed codes tanh(a·h) (1 outside a Trainer or with ``scale_codes=False``)."""
+        if not self.hparams.scale_codes or self._trainer is None:
+            return 1.0
+        return math.sqrt(self.current_epoch + 1)
+
+    def relaxed_codes(self, image: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
+        """(tanh(a·h_img), tanh(a·h_txt)) [B, K] each, the codes the losses compare."""
+        scale = self.code_scale()
+        return torch.tanh(scale * self.hash_logits(image)), torch.tanh(scale * self.text_hash_logits(text))
+
+    # ------------------------------------------------------------------ optimisation
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained at ``backbone_lr``: the whole image network (backbone and its hash layer, one LR_IMG
+        in the papers' code) and CLIP's text tower when used."""
+        params = list(self.backbone.parameters()) + list(self.hash_layer.parameters())
+        if self.hparams.text_encoder == "clip" and self.text_encoder is not None:
+            params += list(self.text_encoder.parameters())
+        return [p for p in params if p.requires_grad]

@@ -297,6 +297,7 @@ class ADSH(HashingMethod):
         code="https://github.com/jiangqy/ADSH-AAAI2018",
     )
     supervision = "pairwise"
+    ddp_batch = "per-sample"  # under DDP: each image against the database codes
     loss_function = staticmethod(adsh_loss)
     # The official PyTorch code (ADSH_pytorch/ADSH_CIFAR_10.py), one epoch per outer iteration: plain SGD (no
     # momentum), lr 1e-3 divided by 10 every 10 outer iterations, weight decay 5e-4, batch 64, T_out = 50.

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from hashbench.data.facts import DataFacts, facts_of
 from hashbench.nn.backbones import Backbone, create_backbone
+from hashbench.nn.distributed import gather_rows
 from hashbench.nn.heads import HashHead
 from hashbench.nn.losses import sign_with_zero_positive
 from hashbench.nn.weights import WeightsNeed
@@ -40,9 +41,12 @@ __all__ = [
     "HashingMethod",
     "MemoryBank",
     "SUPERVISION_KINDS",
+    "DDP_BATCH_KINDS",
 ]
 
 SUPERVISION_KINDS = ("pointwise", "pairwise", "triplet", "listwise", "unsupervised", "cross-modal", "shallow")
+#: the values of :attr:`HashingMethod.ddp_batch`
+DDP_BATCH_KINDS = ("global", "per-sample", "per-process", "closed-form")
 
 
 #: The training recipe DeepHash-pytorch uses for its baselines (HashNet, DHN, CSQ, GreedyHash, DTSH;
@@ -145,6 +149,14 @@ class HashingMethod(L.LightningModule):
     #: for methods fitted in closed form (the shallow baselines), which have no loss
     loss_function: ClassVar[Callable[..., dict[str, Tensor]] | None] = None
     method_name: ClassVar[str]
+    #: what the training loss sees of the batch under DDP (n processes, global batch B, B/n rows per process):
+    #: ``"global"``: in-batch pairs/triplets/proxies are formed over every process's rows (:meth:`global_batch`),
+    #: so n processes optimise the one-process objective of the same global batch; ``"per-sample"``: the loss is a
+    #: mean of per-sample terms (against fixed centres, proxies or whole-training-set memory banks), which DDP's
+    #: gradient averaging already makes the global-batch objective; ``"per-process"``: in-batch terms see each
+    #: process's B/n rows only, an effective in-batch size of B/n that the method's docstring states;
+    #: ``"closed-form"``: fitted without gradient steps (the shallow baselines). See :data:`DDP_BATCH_KINDS`.
+    ddp_batch: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -318,12 +330,21 @@ class HashingMethod(L.LightningModule):
 
     def update_memory_bank(self, name: str, index: Tensor, values: Tensor) -> None:
         """Write ``values`` at ``index``; under DDP the pairs of every process are gathered first."""
-        if self._trainer is not None and self.trainer.world_size > 1:
-            index = self.all_gather(index).reshape(-1)
-            values = self.all_gather(values.detach()).reshape(-1, values.shape[-1])
+        index, values = gather_rows(index, values.detach())
         self._banks[name].write(index, values)
 
     # ------------------------------------------------------------------ training
+    def global_batch(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        """The global batch's rows of each tensor: every DDP process's rows in rank order (as is in one process).
+
+        Methods whose loss forms pairs, triplets or proxies within the batch call this on the relaxed codes and the
+        labels (and indices) before the loss, and set ``ddp_batch = "global"``: gradients flow back to this
+        process's rows so that DDP's averaged gradient is the one-process gradient of the global batch (see
+        :mod:`hashbench.nn.distributed`). BatchNorm statistics are per process unless the Trainer syncs them
+        (the table runner sets ``sync_batchnorm`` for multi-GPU cells; CPU DDP cannot).
+        """
+        return gather_rows(*tensors)
+
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
         """Return named loss terms and ``"loss"`` (the total) for one training batch."""
         raise NotImplementedError

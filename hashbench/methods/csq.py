@@ -122,6 +122,7 @@ class CSQ(HashingMethod):
         code="https://github.com/yuanli2333/Hadamard-Matrix-for-hashing",
     )
     supervision = "pointwise"
+    ddp_batch = "per-sample"  # under DDP: each image is pulled to its own hash centre
     loss_function = staticmethod(csq_loss)
     paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
 

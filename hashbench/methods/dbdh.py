@@ -117,7 +117,12 @@ def dbdh_loss(
 
 @register_method
 class DBDH(HashingMethod):
-    """Deep balanced discrete hashing: sign codes with a straight-through gradient, pairwise likelihood + balance."""
+    """Deep balanced discrete hashing: sign codes with a straight-through gradient, pairwise likelihood + balance.
+
+    Under DDP with n processes and a global batch B, pairs against the whole-training-set bank are global, but the
+    gradient through the batch's own bank rows covers only this process's rows: the effective in-batch size of those
+    terms is B/n (the one-process objective needs ``devices=1``).
+    """
 
     paper = Paper(
         title="Deep balanced discrete hashing for image retrieval",
@@ -129,6 +134,7 @@ class DBDH(HashingMethod):
         reconstruction=True,
     )
     supervision = "pairwise"
+    ddp_batch = "per-process"  # see the class docstring
     loss_function = staticmethod(dbdh_loss)
     # The codes are sign(h) of the raw hash-layer output (the straight-through estimator lives in the loss input).
     activation = "identity"

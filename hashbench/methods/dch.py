@@ -123,6 +123,7 @@ class DCH(HashingMethod):
         code="https://github.com/thulab/DeepHash",
     )
     supervision = "pairwise"
+    ddp_batch = "global"  # in-batch terms over every process\'s rows (base.HashingMethod.global_batch)
     loss_function = staticmethod(dch_loss)
     # The official script (examples/dch/train_val_script.py, DeepHash/model/dch/dch.py): momentum SGD, lr 0.005 for
     # the hash layer and 10x less for the pretrained AlexNet layers, x0.1 every 10,000 steps (not reached), batch
@@ -150,4 +151,5 @@ class DCH(HashingMethod):
         self.gamma, self.lam = gamma, lam
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
-        return self.loss_function(self(batch.image), batch.labels, self.gamma, self.lam)
+        u, labels = self.global_batch(self(batch.image), batch.labels)
+        return self.loss_function(u, labels, self.gamma, self.lam)

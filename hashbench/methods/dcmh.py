@@ -132,6 +132,8 @@ class DCMH(CrossModalHashingMethod):
         code="https://github.com/jiangqy/DCMH-CVPR2017",
     )
     supervision = "cross-modal"
+    # Under DDP: per-sample: each item against the other modality's whole-training-set bank.
+    ddp_batch = "per-sample"
     loss_function = staticmethod(dcmh_loss)
     paper_training = {
         "optimizer": "sgd",

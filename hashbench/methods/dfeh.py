@@ -122,6 +122,7 @@ class DFEH(HashingMethod):
         reconstruction=True,
     )
     supervision = "pairwise"
+    ddp_batch = "global"  # in-batch terms over every process\'s rows (base.HashingMethod.global_batch)
     loss_function = staticmethod(dfeh_loss)
     activation = "identity"
     # Only the SVHN class-aware sampling (20 images per class per iteration) is the paper's; it is a datamodule
@@ -168,4 +169,5 @@ class DFEH(HashingMethod):
         return self.backbone.forward_head(self.enhance(self.backbone.forward_map(x)))
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
-        return self.loss_function(self(batch.image), batch.labels, self.margin, self.alpha, self.beta)
+        u, labels = self.global_batch(self(batch.image), batch.labels)
+        return self.loss_function(u, labels, self.margin, self.alpha, self.beta)

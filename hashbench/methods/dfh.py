@@ -191,6 +191,10 @@ class DFH(HashingMethod):
 
     The codes B of the batch and the class centres C are discrete variables updated in closed form / by DCC inside
     each training step (module docstring); the network step is the usual one on ``dfh_loss``.
+
+    Under DDP with n processes and a global batch B, pairs against the whole-training-set bank are global, but the
+    gradient through the batch's own bank rows (and the discrete step) covers only this process's rows: the
+    effective in-batch size of those terms is B/n (the one-process objective needs ``devices=1``).
     """
 
     paper = Paper(
@@ -203,6 +207,7 @@ class DFH(HashingMethod):
         reconstruction=True,
     )
     supervision = "pairwise"
+    ddp_batch = "per-process"  # see the class docstring
     loss_function = staticmethod(dfh_loss)
     # The relaxed codes are the raw hash-layer outputs, as in the official code (CNN.fc_plus, no tanh).
     activation = "identity"

@@ -161,6 +161,7 @@ class DHIH(HashingMethod):
         reconstruction=True,
     )
     supervision = "pointwise"
+    ddp_batch = "per-sample"  # under DDP: margin softmax against class weights
     loss_function = staticmethod(dhih_loss)
     # Every value is hashbench's choice for an ImageNet-pretrained AlexNet: the paper's recipe is not reachable to
     # us (see the module docstring). The backbone itself comes from the table specs' paper profile.

@@ -69,6 +69,7 @@ class DHN(HashingMethod):
         code="https://github.com/thuml/hash-caffe",
     )
     supervision = "pairwise"
+    ddp_batch = "global"  # in-batch terms over every process\'s rows (base.HashingMethod.global_batch)
     loss_function = staticmethod(dhn_loss)
     paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
 
@@ -82,4 +83,5 @@ class DHN(HashingMethod):
         self.alpha = alpha
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
-        return self.loss_function(self(batch.image), batch.labels, self.alpha)
+        u, labels = self.global_batch(self(batch.image), batch.labels)
+        return self.loss_function(u, labels, self.alpha)

@@ -130,7 +130,12 @@ def dmnsh_loss(
 
 @register_method
 class DMNSH(HashingMethod):
-    """Deep multi-negative supervised hashing (Liu et al., ESWA 2025), reconstructed loss."""
+    """Deep multi-negative supervised hashing (Liu et al., ESWA 2025), reconstructed loss.
+
+    Under DDP with n processes and a global batch B, triplets (anchor, sampled positive, negatives) are drawn within
+    each process's rows: the effective in-batch size of those terms is B/n (the one-process objective needs
+    ``devices=1``).
+    """
 
     paper = Paper(
         title="Deep multi-negative supervised hashing",
@@ -141,6 +146,8 @@ class DMNSH(HashingMethod):
         reconstruction=True,
     )
     supervision = "triplet"
+    # Under DDP: triplets (anchor, sampled positive, negatives) are drawn within each process's rows.
+    ddp_batch = "per-process"
     loss_function = staticmethod(dmnsh_loss)
     # Only "SGD" is known from the abstract; lr / momentum / schedule / epochs / batch size are our choice.
     # SGD is the paper's; the rest is hashbench's fine-tuning recipe (see the module docstring).

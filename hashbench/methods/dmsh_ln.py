@@ -145,7 +145,12 @@ class LabelNetwork(nn.Module):
 
 @register_method(name="DMsH-LN")
 class DMsHLN(CrossModalHashingMethod):
-    """Deep multi-similarity hashing with a label-guided network (Wu, Qin et al., Neurocomputing 2025)."""
+    """Deep multi-similarity hashing with a label-guided network (Wu, Qin et al., Neurocomputing 2025).
+
+    Under DDP with n processes and a global batch B, the image-text pairs of the contrastive terms are formed within
+    each process's rows: the effective in-batch size of those terms is B/n (the one-process objective needs
+    ``devices=1``).
+    """
 
     paper = Paper(
         title="Deep multi-similarity hashing via label-guided network for cross-modal retrieval",
@@ -156,6 +161,7 @@ class DMsHLN(CrossModalHashingMethod):
         code="https://github.com/QinLab-WFU/DMsH-LN",
     )
     supervision = "cross-modal"
+    ddp_batch = "per-process"  # see the class docstring
     loss_function = staticmethod(dmsh_ln_loss)
     # Released code (utils/get_args.py, train/hash_train.py): BertAdam (AdamW-style), lr 1e-3 heads / 1e-5 CLIP,
     # wd 0.2, 10 % linear warm-up then cosine, 100 epochs, batch 128, CLIP ViT-B/32 towers, 32 text tokens.

@@ -131,6 +131,8 @@ class DPN(HashingMethod):
         code="https://github.com/kamwoh/DPN",
     )
     supervision = "pointwise"
+    # Under DDP: per-sample: polarization to fixed target codes (the target update reads the gathered bank).
+    ddp_batch = "per-sample"
     loss_function = staticmethod(dpn_loss)
     # The polarization loss acts on the raw hash outputs; codes are their signs.
     activation = "identity"

@@ -89,6 +89,7 @@ class DPSH(HashingMethod):
         code="https://github.com/jiangqy/DPSH-pytorch",
     )
     supervision = "pairwise"
+    ddp_batch = "global"  # in-batch terms over every process\'s rows (base.HashingMethod.global_batch)
     loss_function = staticmethod(dpsh_loss)
     paper_training = {
         "optimizer": "sgd",
@@ -116,6 +117,8 @@ class DPSH(HashingMethod):
         bank = self.memory_bank("codes").values  # holds the batch's outputs now (detached)
         # The banks exist only after configure_data, which also set multi_label from the datamodule. The batch's
         # bank rows are u itself, so its gradient includes u_k's role as bank row k (see "Deviations").
+        # Under DDP the loss runs over the global batch (the bank already holds every process's rows).
+        u, labels, index = self.global_batch(u, batch.labels, batch.index)
         return self.loss_function(
-            u, batch.labels, bank, self.memory_bank("labels").values, self.eta, not self.multi_label, batch.index
+            u, labels, bank, self.memory_bank("labels").values, self.eta, not self.multi_label, index
         )

@@ -194,6 +194,10 @@ class DSDH(HashingMethod):
 
     The binary codes B (a memory bank) and the classifier W are optimisation variables updated by DCC and in closed
     form inside each training step (see the module docstring); the network step is the usual one on ``dsdh_loss``.
+
+    Under DDP with n processes and a global batch B, pairs against the whole-training-set bank are global, but the
+    gradient through the batch's own bank rows (and the discrete step) covers only this process's rows: the
+    effective in-batch size of those terms is B/n (the one-process objective needs ``devices=1``).
     """
 
     paper = Paper(
@@ -205,6 +209,7 @@ class DSDH(HashingMethod):
         code="https://github.com/liqi-casia/DSDH-HashingCode",
     )
     supervision = "pairwise"
+    ddp_batch = "per-process"  # see the class docstring
     loss_function = staticmethod(dsdh_loss)
     # Official code (DSDH.m, train.m, update.m): lr logspace(-2, -6, 150) per epoch, plain SGD, weight decay 5e-4,
     # batch 128, 150 epochs.

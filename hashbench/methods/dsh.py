@@ -64,6 +64,7 @@ class DSH(HashingMethod):
         code="https://github.com/lhmRyan/deep-supervised-hashing-DSH",
     )
     supervision = "pairwise"
+    ddp_batch = "global"  # in-batch terms over every process\'s rows (base.HashingMethod.global_batch)
     loss_function = staticmethod(dsh_loss)
     # The paper relaxes codes to the raw output of the last fully connected layer (no tanh).
     activation = "identity"
@@ -88,4 +89,5 @@ class DSH(HashingMethod):
         self.alpha = alpha
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
-        return self.loss_function(self(batch.image), batch.labels, self.margin, self.alpha)
+        u, labels = self.global_batch(self(batch.image), batch.labels)
+        return self.loss_function(u, labels, self.margin, self.alpha)

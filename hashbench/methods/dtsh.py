@@ -102,6 +102,7 @@ class DTSH(HashingMethod):
         code="https://github.com/Minione/DTSH",
     )
     supervision = "triplet"
+    ddp_batch = "global"  # in-batch terms over every process\'s rows (base.HashingMethod.global_batch)
     loss_function = staticmethod(dtsh_loss)
     paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
 
@@ -117,4 +118,5 @@ class DTSH(HashingMethod):
         self.lam = lam
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
-        return self.loss_function(self(batch.image), batch.labels, self.alpha, self.lam)
+        u, labels = self.global_batch(self(batch.image), batch.labels)
+        return self.loss_function(u, labels, self.alpha, self.lam)

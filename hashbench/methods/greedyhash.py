@@ -70,6 +70,7 @@ class GreedyHash(HashingMethod):
         code="https://github.com/ssppp/GreedyHash",
     )
     supervision = "pointwise"
+    ddp_batch = "per-sample"  # under DDP: classification of each code
     loss_function = staticmethod(greedyhash_loss)
     # The codes are sign(z) of the raw hash-layer output; there is no tanh relaxation.
     activation = "identity"

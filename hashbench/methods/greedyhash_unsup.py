@@ -59,7 +59,11 @@ def greedyhash_unsup_loss(h: Tensor, feature_cos: Tensor, alpha: float = 0.1) ->
 
 @register_method
 class GreedyHashUnsup(SemanticStructureHashing):
-    """GreedyHash, unsupervised variant (Su et al., NeurIPS 2018): sign with straight-through, cosine preservation."""
+    """GreedyHash, unsupervised variant (Su et al., NeurIPS 2018): sign with straight-through, cosine preservation.
+
+    Under DDP with n processes and a global batch B, the feature-similarity targets are formed within each process's
+    rows: the effective in-batch size of those terms is B/n (the one-process objective needs ``devices=1``).
+    """
 
     paper = Paper(
         title="Greedy Hash: Towards Fast Optimization for Accurate Hash Coding in CNN",
@@ -70,6 +74,7 @@ class GreedyHashUnsup(SemanticStructureHashing):
         code="https://github.com/ssppp/GreedyHash",
     )
     supervision = "unsupervised"
+    ddp_batch = "per-process"  # under DDP: the feature-similarity targets are formed within each process's rows
     activation = "identity"  # codes are sign(h) of the raw hash layer
     loss_function = staticmethod(greedyhash_unsup_loss)
     paper_training = {

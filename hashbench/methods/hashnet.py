@@ -89,6 +89,7 @@ class HashNet(HashingMethod):
         code="https://github.com/thuml/HashNet",
     )
     supervision = "pairwise"
+    ddp_batch = "global"  # in-batch terms over every process\'s rows (base.HashingMethod.global_batch)
     loss_function = staticmethod(hashnet_loss)
     paper_training = dict(DEEPHASH_PYTORCH_TRAINING)
 
@@ -107,6 +108,7 @@ class HashNet(HashingMethod):
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
         beta = hashnet_beta(self.current_epoch, self.beta_step)
-        terms = self.loss_function(self.hash_logits(batch.image), batch.labels, self.alpha, beta)
+        z, labels = self.global_batch(self.hash_logits(batch.image), batch.labels)
+        terms = self.loss_function(z, labels, self.alpha, beta)
         terms["beta"] = torch.tensor(beta)
         return terms

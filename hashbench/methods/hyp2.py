@@ -296,6 +296,7 @@ class HyP2(HashingMethod):
         code="https://github.com/JerryXu0129/HyP2-Loss",
     )
     supervision = "pointwise"
+    ddp_batch = "global"  # in-batch terms over every process\'s rows (base.HashingMethod.global_batch)
     loss_function = staticmethod(hyp2_loss)
     activation = "identity"  # the loss reads the raw hash-layer outputs; codes are sign(z)
     # Official code, AlexNet setting (retrieval.py, config.py): SGD momentum 0.9, weight decay 5e-4; the network
@@ -361,6 +362,5 @@ class HyP2(HashingMethod):
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
         hp = self.hparams
-        return self.loss_function(
-            self.hash_logits(batch.image), batch.labels, self.proxies, self.zeta, hp.beta, hp.pairs
-        )
+        z, labels = self.global_batch(self.hash_logits(batch.image), batch.labels)
+        return self.loss_function(z, labels, self.proxies, self.zeta, hp.beta, hp.pairs)

@@ -132,6 +132,7 @@ class IDHN(HashingMethod):
         code="https://github.com/pectinid16/IDHN",
     )
     supervision = "pairwise"
+    ddp_batch = "global"  # in-batch terms over every process\'s rows (base.HashingMethod.global_batch)
     loss_function = staticmethod(idhn_loss)
     activation = "identity"  # the loss applies the softsign; codes are sign(z) = sign(softsign(z))
     # Official code (train.py, train-flickr.sh): Adam, fc8 at lr 1e-3, the pretrained AlexNet layers at lr × 0.01,
@@ -162,5 +163,5 @@ class IDHN(HashingMethod):
         self.alpha, self.beta, self.gamma, self.hard_tol = alpha, beta, gamma, hard_tol
 
     def compute_loss(self, batch: Any) -> dict[str, Tensor]:
-        z = self.hash_logits(batch.image)
-        return self.loss_function(z, batch.labels, self.alpha, self.beta, self.gamma, self.hard_tol)
+        z, labels = self.global_batch(self.hash_logits(batch.image), batch.labels)
+        return self.loss_function(z, labels, self.alpha, self.beta, self.gamma, self.hard_tol)

@@ -292,6 +292,8 @@ class MDSH(HashingMethod):
         code="https://github.com/Wangld5/Center-Hashing",
     )
     supervision = "pointwise"
+    # Under DDP: per-sample: hash centres and pairs against the whole-training-set bank.
+    ddp_batch = "per-sample"
     loss_function = staticmethod(mdsh_loss)
     # The official code's recipe (scripts/utils.py, scripts/train_CUB.py); its backbone (an ImageNet ResNet-50) comes
     # from the table specs' paper profile.

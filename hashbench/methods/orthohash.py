@@ -179,6 +179,7 @@ class OrthoHash(HashingMethod):
         code="https://github.com/kamwoh/orthohash",
     )
     supervision = "pointwise"
+    ddp_batch = "per-sample"  # under DDP: cross-entropy against the fixed codebook
     loss_function = staticmethod(orthohash_loss)
     # The codes are sign(v) of the BatchNorm output; there is no tanh relaxation.
     activation = "identity"

@@ -38,7 +38,11 @@ __all__ = ["SSDH"]
 
 @register_method
 class SSDH(SemanticStructureHashing):
-    """Single-level semantic-structure hashing (Yang et al., IJCAI 2018): UDMSH's machinery, middle band dropped."""
+    """Single-level semantic-structure hashing (Yang et al., IJCAI 2018): UDMSH's machinery, middle band dropped.
+
+    Under DDP with n processes and a global batch B, the pseudo-similarity matrix is formed within each process's
+    rows: the effective in-batch size of those terms is B/n (the one-process objective needs ``devices=1``).
+    """
 
     paper = Paper(
         title="Semantic Structure-based Unsupervised Deep Hashing",
@@ -49,6 +53,7 @@ class SSDH(SemanticStructureHashing):
         reconstruction=True,
     )
     supervision = "unsupervised"
+    ddp_batch = "per-process"  # under DDP: the pseudo-similarity matrix is formed within each process's rows
     loss_function = staticmethod(semantic_structure_loss)  # UDMSH's loss; the middle band has weight 0 here
     # The spec records SSDH's settings as lr 1e-3, batch 24-64; epochs are hashbench's choice.
     paper_training = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-5, "max_epochs": 50, "batch_size": 64}

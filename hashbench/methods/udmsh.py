@@ -56,7 +56,11 @@ udmsh_loss = semantic_structure_loss
 
 @register_method
 class UDMSH(SemanticStructureHashing):
-    """Unsupervised multi-similarity hashing with semantic structure (Qin et al., TCSVT 2021; reconstruction)."""
+    """Unsupervised multi-similarity hashing with semantic structure (Qin et al., TCSVT 2021; reconstruction).
+
+    Under DDP with n processes and a global batch B, the pseudo-similarity matrix is formed within each process's
+    rows: the effective in-batch size of those terms is B/n (the one-process objective needs ``devices=1``).
+    """
 
     paper = Paper(
         title="Unsupervised Deep Multi-Similarity Hashing With Semantic Structure for Image Retrieval",
@@ -67,6 +71,7 @@ class UDMSH(SemanticStructureHashing):
         reconstruction=True,
     )
     supervision = "unsupervised"
+    ddp_batch = "per-process"  # under DDP: the pseudo-similarity matrix is formed within each process's rows
     loss_function = staticmethod(semantic_structure_loss)  # with the multi-level weights (multi_level=True)
     # The spec gives SSDH's settings (lr 1e-3, batch 24-64); epochs are not stated: 50 is hashbench's choice.
     paper_training = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-5, "max_epochs": 50, "batch_size": 64}

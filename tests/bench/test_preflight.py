@@ -120,13 +120,13 @@ def test_plan_prints_every_cell_with_cache_state_and_estimate(tmp_path: Path, ca
     assert lines[-1].startswith("4 cells: 1 cached, 3 to run; estimated remaining time: at least 0m42s")
     assert main(["cifar10", "--plan", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "108 cells: 0 cached, 108 to run" in out
+    assert "204 cells: 0 cached, 204 to run" in out
 
 
-def test_cifar10_plan_lists_108_cells() -> None:
+def test_cifar10_plan_lists_204_cells() -> None:
     spec = load_spec("cifar10")
     cells, _ = expand_grid(spec)
-    assert len(cells) == 108 == len({c.key for c in cells})
+    assert len(cells) == 204 == len({c.key for c in cells})  # 17 methods x 4 bit lengths x 3 seeds
 
 
 def test_set_overrides_enter_the_cells_and_their_keys() -> None:

@@ -177,7 +177,7 @@ def test_rendering_twice_from_one_store_gives_identical_bytes(tmp_path: Path) ->
         record["code"]["git"] = {"commit": "f" * 40, "dirty": True}
         record["elapsed_s"], record["finished_at"] = 12345.0, "2030-01-01T00:00:00+00:00"
         record["result"]["train_time_s"] = 999.0
-        record["wandb"] = {"mode": "online", "url": "https://wandb.ai/x/y/runs/z"}
+        record["wandb"] = {"mode": "offline", "id": "z", "dir": "/elsewhere/wandb/wandb/offline-run-z"}
         path.write_text(json.dumps(record))
     assert render("c") == first
 

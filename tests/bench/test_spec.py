@@ -118,8 +118,8 @@ def test_all_resolves_from_registry_without_cross_modal(monkeypatch: pytest.Monk
 
 
 def test_unregistered_methods_are_reported_missing() -> None:
-    found, missing = resolve_methods(parse_spec({**VALID, "methods": ["dpsh", "KSH", "DPSH"]}))
-    assert found == ["DPSH"] and missing == ["KSH"]
+    found, missing = resolve_methods(parse_spec({**VALID, "methods": ["dpsh", "NoSuchHash", "DPSH"]}))
+    assert found == ["DPSH"] and missing == ["NoSuchHash"]
 
 
 def test_profiles_resolve_builtin_table_and_paper() -> None:

@@ -84,3 +84,54 @@ def test_heartbeat_refreshes_lock(tmp_path: Path) -> None:
         time.sleep(0.3)
         assert path.stat().st_mtime > time.time() - 5
     assert store.clear_locks() == []
+
+
+def test_a_lock_taken_over_is_not_released_and_fences_the_write(tmp_path: Path) -> None:
+    """A holder whose silent heartbeat let another process judge its lock stale must not write the cell."""
+    from hashbench.bench.grid import Cell
+    from hashbench.bench.runner import RunOptions, run_one_cell
+
+    store = ResultStore(tmp_path, stale_after=60)
+    cell = Cell(table="t", method="M", n_bits=8, seed=0, profile="p", config={"method": "M"})
+    other = store.lock(cell.key)
+
+    def slow_executor(c, options, root):  # meanwhile the lock goes stale (no beat) and another process takes it
+        path = store.lock(c.key).path
+        old = time.time() - 3600
+        os.utime(path, (old, old))
+        assert other.acquire()
+        return {"result": {"metrics": {"mAP@all": 0.5}}, "wandb": None}
+
+    outcome = run_one_cell(
+        cell, RunOptions(results=tmp_path, wandb="disabled"), store, slow_executor, log=lambda _: None
+    )
+    assert outcome.status == "lost-lock" and not store.has(cell.key)
+    assert other.still_held()  # the first holder's release left the new holder's lock alone
+    other.release()
+    assert not other.path.exists()
+
+
+def test_breaking_a_stale_lock_puts_back_a_live_one_taken_meanwhile(tmp_path: Path, monkeypatch) -> None:
+    """Two processes judge one lock stale; the slower one renames the *new* lock aside: it must restore it."""
+    from hashbench.bench.store import CellLock
+
+    store = ResultStore(tmp_path, stale_after=60)
+    store.cells_dir.mkdir(parents=True)
+    slow = store.lock("k")
+    path = slow.path
+    path.write_text(json.dumps({"host": "dead-node", "pid": 1, "token": "old"}))
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    judged = slow.read_holder()  # the slow process read the stale holder ...
+    fast = store.lock("k")
+    assert fast.acquire()  # ... then a fast process broke it and took a new lock
+    monkeypatch.setattr(
+        CellLock, "read_holder", lambda self, p=None: judged if p is None else json.loads(p.read_text())
+    )
+    monkeypatch.setattr(CellLock, "is_stale", lambda self, holder=None: True)
+    slow._break_stale()  # renames the fast process's lock aside, sees the token differs, links it back
+    monkeypatch.undo()
+    assert fast.still_held()
+    assert not slow.acquire()
+    fast.release()
+    assert sorted(p.name for p in store.cells_dir.iterdir()) == []

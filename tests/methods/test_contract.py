@@ -174,3 +174,19 @@ def test_no_method_module_imports_another() -> None:
                     offenders.append(f"{stem}.py imports {name}")
     assert len(method_modules) > 10
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_states_what_its_loss_sees_under_ddp(name: str) -> None:
+    """Every method declares ``ddp_batch``; ``global`` ones gather in ``compute_loss``; ``per-process`` ones say
+    in their class docstring which in-batch terms see B/n rows; shallow ones are ``closed-form``."""
+    from hashbench.methods.base import DDP_BATCH_KINDS
+
+    cls = get_method(name)
+    assert cls.ddp_batch in DDP_BATCH_KINDS, f"{name}: set ddp_batch to one of {DDP_BATCH_KINDS}"
+    assert (cls.ddp_batch == "closed-form") == (cls.supervision == "shallow"), name
+    if cls.ddp_batch == "global":
+        assert "global_batch(" in inspect.getsource(cls.compute_loss), f"{name}: global but compute_loss never gathers"
+    if cls.ddp_batch == "per-process":
+        doc = " ".join((cls.__doc__ or "").split())
+        assert "effective in-batch size" in doc and "B/n" in doc, f"{name}: state the effective batch in the docstring"
