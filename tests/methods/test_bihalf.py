@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import pytest
 import torch
 
 from hashbench.methods.bihalf import BiHalf, bi_half, bihalf_loss
-from hashbench.testing import SyntheticHashingDataModule, quiet_trainer
+from tests.methods.unsupervised_fit import assert_label_free, map_after_training
 
 
 def _cos(a: list[float], b: list[float]) -> float:
@@ -88,27 +87,14 @@ def test_codes_are_sign_of_raw_outputs_and_paper_recipe() -> None:
     assert BiHalf.paper_training["optimizer"] == "sgd" and BiHalf.paper_training["batch_size"] == 32
 
 
-def _fit(labels: str, tmp_path, epochs: int = 1) -> tuple[dict[str, torch.Tensor], BiHalf, SyntheticHashingDataModule]:
-    L.seed_everything(0, verbose=False)
-    dm = SyntheticHashingDataModule(num_classes=4, num_train=64, batch_size=16)
-    if labels == "permuted":
-        train = dm.splits["train"]
-        train.labels = train.labels[torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(9))]
-    L.seed_everything(0, verbose=False)
-    model = BiHalf(n_bits=8, feature_source="pixels", num_pairs=2000)
-    quiet_trainer(tmp_path, max_epochs=epochs).fit(model, datamodule=dm)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}, model, dm
+def _model() -> BiHalf:
+    return BiHalf(n_bits=8, feature_source="pixels", num_pairs=2000)
 
 
 def test_training_is_label_free(tmp_path) -> None:
-    ref, _, _ = _fit("original", tmp_path)
-    other, _, _ = _fit("permuted", tmp_path)
-    for key in ref:
-        assert torch.equal(ref[key], other[key]), key
+    assert_label_free(_model, tmp_path)
 
 
 def test_short_training_beats_chance(tmp_path) -> None:
-    _, model, dm = _fit("original", tmp_path, epochs=6)
-    quiet_trainer(tmp_path).test(model, datamodule=dm, verbose=False)
     # 4 balanced synthetic classes: random codes give mAP ~0.3; pixel-cosine structure separates the templates.
-    assert float(model.test_report["mAP@all"]) > 0.5
+    assert map_after_training(_model, tmp_path, epochs=6) > 0.5
