@@ -147,3 +147,11 @@ def test_parse_slurm_time(text: str, minutes: int) -> None:
 def test_parse_slurm_time_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="--slurm-time"):
         parse_slurm_time("soon")
+
+
+def test_trainer_kwargs_carry_nodes_and_ddp() -> None:
+    from hashbench.bench.runner import trainer_kwargs_for
+
+    assert trainer_kwargs_for(RunOptions()) == {"accelerator": "auto", "devices": 1}
+    two_nodes = trainer_kwargs_for(RunOptions(devices=2, num_nodes=2, accelerator="cpu"))
+    assert two_nodes == {"accelerator": "cpu", "devices": 2, "num_nodes": 2, "strategy": "ddp"}  # no BN sync on CPU
