@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from hashbench.data.batch import HashBatch
 from hashbench.data.facts import DataFacts
 
-__all__ = ["SyntheticHashingDataModule", "quiet_trainer", "synthetic_images"]
+__all__ = ["SyntheticHashingDataModule", "loss_before_and_after_fit", "quiet_trainer", "synthetic_images"]
 
 
 def synthetic_images(
@@ -117,3 +117,22 @@ def quiet_trainer(root_dir: Any, max_epochs: int = 1, **overrides: Any) -> L.Tra
         "default_root_dir": root_dir,
     }
     return L.Trainer(**(settings | overrides))
+
+
+def loss_before_and_after_fit(
+    model: Any, datamodule: Any, batch: Any, root_dir: Any, max_epochs: int = 4, term: str = "loss"
+) -> tuple[float, float, L.Trainer]:
+    """The loss term ``term`` of ``batch`` in eval mode before and after ``max_epochs`` of :func:`quiet_trainer`
+    training on ``datamodule``; returns ``(before, after, trainer)`` (the trainer, e.g. to test the model next)."""
+    import torch
+
+    def measure() -> float:
+        model.eval()
+        with torch.no_grad():
+            return float(model.compute_loss(batch)[term])
+
+    before = measure()
+    model.train()
+    trainer = quiet_trainer(root_dir, max_epochs=max_epochs)
+    trainer.fit(model, datamodule=datamodule)
+    return before, measure(), trainer

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hashbench.methods.cnnh import CNNH, cnnh_loss, cnnh_stage1, cnnh_stage1_objective
-from hashbench.testing import SyntheticHashingDataModule, quiet_trainer
+from hashbench.testing import SyntheticHashingDataModule, loss_before_and_after_fit, quiet_trainer
 
 
 def _s(labels: torch.Tensor, i: int, k: int) -> float:
@@ -136,14 +136,7 @@ def test_training_pulls_the_codes_towards_the_targets(tmp_path) -> None:
     model.configure_data(dm.facts)
     batch = next(iter(dm.train_eval_dataloader()))
     model.fit_stage1(torch.cat([b.labels for b in dm.train_eval_dataloader()]), torch.arange(64))
-    model.eval()
-    with torch.no_grad():
-        before = float(model.compute_loss(batch)["regression"])
-    model.train()
-    quiet_trainer(tmp_path, max_epochs=4).fit(model, datamodule=dm)
-    model.eval()
-    with torch.no_grad():
-        after = float(model.compute_loss(batch)["regression"])
+    before, after, _ = loss_before_and_after_fit(model, dm, batch, tmp_path, max_epochs=4, term="regression")
     assert after < 0.7 * before
 
 

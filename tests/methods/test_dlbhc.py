@@ -8,7 +8,7 @@ import torch
 
 from hashbench.data.batch import HashBatch
 from hashbench.methods.dlbhc import DLBHC, dlbhc_loss
-from hashbench.testing import SyntheticHashingDataModule, quiet_trainer
+from hashbench.testing import SyntheticHashingDataModule, loss_before_and_after_fit
 
 
 def test_dlbhc_loss_matches_per_item_loop_single_and_multi_label() -> None:
@@ -69,15 +69,7 @@ def test_short_training_lowers_the_loss_and_codes_beat_chance(tmp_path) -> None:
     model = DLBHC(n_bits=12)
     model.configure_data(dm.facts)
     batch = next(iter(dm.train_eval_dataloader()))
-    model.eval()
-    with torch.no_grad():
-        before = float(model.compute_loss(batch)["loss"])
-    model.train()
-    trainer = quiet_trainer(tmp_path, max_epochs=4)
-    trainer.fit(model, datamodule=dm)
-    model.eval()
-    with torch.no_grad():
-        after = float(model.compute_loss(batch)["loss"])
+    before, after, trainer = loss_before_and_after_fit(model, dm, batch, tmp_path, max_epochs=4)
     assert after < 0.9 * before  # measured: 1.38 -> 1.18
     trainer.test(model, datamodule=dm, verbose=False)
     assert float(model.test_report["mAP@all"]) > 0.5  # 4 balanced classes: random codes give about 0.25
